@@ -1,0 +1,491 @@
+//! The consumer half: read committed records in place, track their delivery,
+//! and give space back to producers.
+//!
+//! The ring is input from another process. Every field of every record is
+//! checked against the ring's bounds (kept in private memory) before use, and
+//! the lengths the consumer acts on are its own copies, so a producer that
+//! scribbles on a record after it was validated can only garble that
+//! record's bytes, never make the consumer read or write out of bounds.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::RecordError;
+use crate::failure::{self, Failure};
+use crate::layout::*;
+use crate::record::Delivery;
+use crate::ring::Ring;
+use crate::sync::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use crate::sync::{fence, futex_wait, futex_wake, AtomicU32};
+
+/// A record handed out by the consumer and not yet released.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    pos: u64,
+    /// Aligned length: the distance to the next record.
+    span: u32,
+    /// Delivered, failed, padding or aborted: nothing more to wait for.
+    done: bool,
+}
+
+/// The reading half of a ring. There is exactly one per ring; it is `Send`
+/// but not meant to be shared between threads.
+pub struct RingConsumer {
+    ring: Arc<Ring>,
+    /// Next position to read. Private: rebuilt from `released` after a restart.
+    drain_pos: u64,
+    /// Private copy of the release cursor (the shared one is only written).
+    released_pos: u64,
+    /// Tail value last read; re-read only when a record seems to pass it.
+    known_tail: u64,
+    /// Records between `released_pos` and `drain_pos`, in position order.
+    in_flight: VecDeque<InFlight>,
+    /// Span of the record returned by the last `peek`, taken by `advance`.
+    peeked_span: Option<u32>,
+}
+
+/// A validated committed record, borrowed from the ring.
+#[derive(Clone, Copy)]
+pub struct RecordView<'a> {
+    ring: &'a Ring,
+    fields: Fields,
+}
+
+/// The consumer's own validated copy of a record's header fields.
+#[derive(Debug, Clone, Copy)]
+struct Fields {
+    seq: u64,
+    topic_id: u32,
+    partition: i32,
+    timestamp_ms: i64,
+    key_len: Option<u32>,
+    value_len: Option<u32>,
+    headers_len: u32,
+}
+
+impl RingConsumer {
+    pub(crate) fn new(ring: Arc<Ring>) -> Result<Self, RecordError> {
+        let (tail, released) = ring.cursors();
+        if released > tail || tail - released > ring.capacity || released % RECORD_ALIGN as u64 != 0
+        {
+            return Err(RecordError::CursorsCorrupted { tail, released });
+        }
+        Ok(Self {
+            ring,
+            drain_pos: released,
+            released_pos: released,
+            known_tail: tail,
+            in_flight: VecDeque::new(),
+            peeked_span: None,
+        })
+    }
+
+    /// Data area size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity as usize
+    }
+
+    /// Position of the next record to read.
+    pub fn drain_pos(&self) -> u64 {
+        self.drain_pos
+    }
+
+    /// Position up to which space has been given back.
+    pub fn released_pos(&self) -> u64 {
+        self.released_pos
+    }
+
+    /// Records read but not yet marked delivered or failed.
+    pub fn pending(&self) -> usize {
+        self.in_flight.iter().filter(|r| !r.done).count()
+    }
+
+    /// Whether nothing is in flight and no committed record waits.
+    pub fn is_idle(&self) -> bool {
+        self.in_flight.is_empty() && !self.has_ready_record()
+    }
+
+    /// Bytes claimed by producers and not yet released (ring fill).
+    pub fn fill(&self) -> u64 {
+        self.ring
+            .tail()
+            .load(Relaxed)
+            .wrapping_sub(self.released_pos)
+    }
+
+    /// The next committed record, validated, without moving past it.
+    ///
+    /// Padding, aborted records and records already delivered before a
+    /// restart are stepped over here. `Ok(None)` means the next record is not
+    /// committed yet (or the ring is empty). An error leaves the position
+    /// unchanged: the ring content is garbage there.
+    pub fn peek(&mut self) -> Result<Option<RecordView<'_>>, RecordError> {
+        loop {
+            let pos = self.drain_pos;
+            // SYNC POINT (publish): pairs with the producer's Release store of
+            // the state word in `Slot::finish`, `send_batch` or the padding
+            // store in `try_claim`.
+            let state = self.ring.state_word(pos).load(Acquire);
+            if state == 0 || state & STATE_CLAIMED != 0 {
+                return Ok(None);
+            }
+            let len = state & LEN_MASK;
+            let span = align_record(len as usize) as u32;
+            let index = self.ring.index(pos);
+            if (len as usize) < RECORD_ALIGN {
+                return Err(RecordError::TooShort { pos, len });
+            }
+            if span as u64 > self.ring.capacity - index as u64 {
+                return Err(RecordError::PastEnd { pos, len });
+            }
+            if pos + span as u64 > self.known_tail {
+                self.known_tail = self.ring.tail().load(Acquire);
+                if pos + span as u64 > self.known_tail {
+                    return Err(RecordError::BeyondTail {
+                        pos,
+                        len,
+                        tail: self.known_tail,
+                    });
+                }
+            }
+            if state & STATE_SKIP != 0 {
+                self.step_over(pos, span);
+                continue;
+            }
+            let fields = self.validate_message(pos, len)?;
+            if Delivery::from_word(self.ring.delivery_word(pos).load(Relaxed)) != Delivery::Pending
+            {
+                // Finished by a previous consumer before a restart.
+                self.step_over(pos, span);
+                continue;
+            }
+            self.peeked_span = Some(span);
+            return Ok(Some(RecordView {
+                ring: &self.ring,
+                fields,
+            }));
+        }
+    }
+
+    /// Moves past the record the last `peek` returned; it is now in flight
+    /// until marked with [`RingConsumer::mark`].
+    ///
+    /// # Panics
+    /// If no record was peeked since the last advance.
+    pub fn advance(&mut self) {
+        let span = self
+            .peeked_span
+            .take()
+            .expect("advance without a peeked record");
+        self.in_flight.push_back(InFlight {
+            pos: self.drain_pos,
+            span,
+            done: false,
+        });
+        self.drain_pos += span as u64;
+    }
+
+    fn step_over(&mut self, pos: u64, span: u32) {
+        self.in_flight.push_back(InFlight {
+            pos,
+            span,
+            done: true,
+        });
+        self.drain_pos = pos + span as u64;
+    }
+
+    fn validate_message(&self, pos: u64, len: u32) -> Result<Fields, RecordError> {
+        if (len as usize) < RECORD_HEADER_SIZE {
+            return Err(RecordError::TooShort { pos, len });
+        }
+        if len > self.ring.max_record {
+            return Err(RecordError::TooLarge {
+                pos,
+                len,
+                max: self.ring.max_record,
+            });
+        }
+        let mut header = [0u8; RECORD_HEADER_SIZE - REC_KIND];
+        self.ring
+            .mem
+            .read(self.ring.index(pos) + REC_KIND, &mut header);
+        let at = |off: usize| off - REC_KIND;
+        let u16_at = |off| u16::from_le_bytes([header[at(off)], header[at(off) + 1]]);
+        let u32_at =
+            |off| u32::from_le_bytes(header[at(off)..at(off) + 4].try_into().expect("4 bytes"));
+        let u64_at =
+            |off| u64::from_le_bytes(header[at(off)..at(off) + 8].try_into().expect("8 bytes"));
+        let kind = u16_at(REC_KIND);
+        if kind != KIND_MESSAGE {
+            return Err(RecordError::UnknownKind { pos, kind });
+        }
+        let seq = u64_at(REC_SEQ);
+        if seq != pos {
+            return Err(RecordError::SequenceMismatch { pos, found: seq });
+        }
+        let optional = |l: u32| (l != NULL_LEN).then_some(l);
+        let key_len = optional(u32_at(REC_KEY_LEN));
+        let value_len = optional(u32_at(REC_VALUE_LEN));
+        let headers_len = u32_at(REC_HEADERS_LEN);
+        let fields = RECORD_HEADER_SIZE as u64
+            + key_len.unwrap_or(0) as u64
+            + value_len.unwrap_or(0) as u64
+            + headers_len as u64;
+        if fields != len as u64 {
+            return Err(RecordError::FieldLengths { pos, len });
+        }
+        Ok(Fields {
+            seq,
+            topic_id: u32_at(REC_TOPIC),
+            partition: u32_at(REC_PARTITION) as i32,
+            timestamp_ms: u64_at(REC_TIMESTAMP) as i64,
+            key_len,
+            value_len,
+            headers_len,
+        })
+    }
+
+    /// Records the outcome of the in-flight record `seq`. Returns `false` if
+    /// `seq` is not in flight (already marked, or never handed out).
+    pub fn mark(&mut self, seq: u64, outcome: Delivery) -> bool {
+        let Ok(i) = self.in_flight.binary_search_by_key(&seq, |r| r.pos) else {
+            return false;
+        };
+        let record = &mut self.in_flight[i];
+        if record.done || outcome == Delivery::Pending {
+            return false;
+        }
+        record.done = true;
+        // Kept in the record too, so a consumer rebuilt after a restart does
+        // not send an acknowledged record again.
+        self.ring.delivery_word(seq).store(outcome as u32, Relaxed);
+        true
+    }
+
+    /// Gives back the space of the contiguous prefix of finished records,
+    /// zeroing it first. Returns the number of bytes released.
+    pub fn release(&mut self) -> u64 {
+        let start = self.released_pos;
+        while let Some(front) = self.in_flight.front() {
+            if !front.done {
+                break;
+            }
+            self.released_pos += front.span as u64;
+            self.in_flight.pop_front();
+        }
+        let freed = self.released_pos - start;
+        if freed == 0 {
+            return 0;
+        }
+        // Zero in at most two pieces: up to the end of the area, then from 0.
+        let index = self.ring.index(start);
+        let first = freed.min(self.ring.capacity - index as u64) as usize;
+        self.ring.mem.zero(index, first);
+        self.ring.mem.zero(0, freed as usize - first);
+        // SYNC POINT (space): pairs with the producers' Acquire load of
+        // `released` in `try_claim`: the zeroes above are visible to whoever
+        // claims this space.
+        self.ring.released().store(self.released_pos, Release);
+        // Dekker with `RingProducer::wait_for_space`: store `released`, then
+        // read `space_waiters`.
+        fence(SeqCst);
+        if self.ring.space_waiters().load(Relaxed) != 0 {
+            self.ring.space_epoch().fetch_add(1, Release);
+            futex_wake(self.ring.space_epoch(), i32::MAX);
+        }
+        freed
+    }
+
+    /// Queues a failure for the producer to read; `false` if the queue is full.
+    pub fn push_failure(&self, failure: Failure) -> bool {
+        failure::push(&self.ring, failure)
+    }
+
+    fn has_ready_record(&self) -> bool {
+        let state = self.ring.state_word(self.drain_pos).load(Acquire);
+        state != 0 && state & STATE_CLAIMED == 0
+    }
+
+    /// Announces that the consumer is about to sleep. Returns `false` (and
+    /// withdraws the announcement) if a record is already committed.
+    pub fn prepare_park(&self) -> bool {
+        self.ring.consumer_parked().store(1, Relaxed);
+        // Dekker with `RingProducer::wake_consumer`: store the flag, then
+        // read the state word.
+        fence(SeqCst);
+        if self.has_ready_record() {
+            self.finish_park();
+            return false;
+        }
+        true
+    }
+
+    /// Withdraws the parked announcement.
+    pub fn finish_park(&self) {
+        self.ring.consumer_parked().store(0, Relaxed);
+    }
+
+    /// The futex word producers wake when the consumer is parked.
+    pub fn park_word(&self) -> &AtomicU32 {
+        self.ring.consumer_parked()
+    }
+
+    /// Sleeps until a producer commits a record or `timeout` passes.
+    pub fn park(&self, timeout: Duration) {
+        if self.prepare_park() {
+            futex_wait(self.ring.consumer_parked(), 1, Some(timeout));
+            self.finish_park();
+        }
+    }
+
+    /// Pads over a record that was claimed but will never be committed,
+    /// because its producer is dead. Returns whether a hole was padded.
+    ///
+    /// Only call this once every producer of the ring is known to be gone
+    /// (the client's socket closed and its pid exited): a live producer may
+    /// simply be slow, and padding over it would corrupt its record.
+    pub fn unblock(&mut self) -> Result<bool, RecordError> {
+        let pos = self.drain_pos;
+        let state = self.ring.state_word(pos).load(Acquire);
+        if state != 0 && state & STATE_CLAIMED == 0 {
+            return Ok(false); // committed: nothing blocks
+        }
+        let tail = self.ring.tail().load(Acquire);
+        let released = self.released_pos;
+        if tail < pos || tail - released > self.ring.capacity {
+            return Err(RecordError::CursorsCorrupted { tail, released });
+        }
+        let index = self.ring.index(pos) as u64;
+        let limit = (tail - pos).min(self.ring.capacity - index);
+        if limit == 0 {
+            return Ok(false);
+        }
+        let hole = if state & STATE_CLAIMED != 0 {
+            let len = align_record((state & LEN_MASK) as usize) as u64;
+            if len < RECORD_ALIGN as u64 || len > limit {
+                return Err(RecordError::PastEnd {
+                    pos,
+                    len: state & LEN_MASK,
+                });
+            }
+            len
+        } else {
+            // Never written at all: the hole ends at the next non-zero state
+            // word (free space is zeroed and every producer writes its state
+            // word before anything else), or at the tail / end of the area.
+            let mut end = RECORD_ALIGN as u64;
+            while end < limit && self.ring.state_word(pos + end).load(Acquire) == 0 {
+                end += RECORD_ALIGN as u64;
+            }
+            end
+        };
+        // SYNC POINT (publish): read back by our own `peek` (Acquire).
+        self.ring
+            .state_word(pos)
+            .store(STATE_SKIP | hole as u32, Release);
+        Ok(true)
+    }
+}
+
+impl std::fmt::Debug for RecordView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.fields.fmt(f)
+    }
+}
+
+impl<'a> RecordView<'a> {
+    /// Sequence number (stream position) of the record.
+    pub fn seq(&self) -> u64 {
+        self.fields.seq
+    }
+    /// Topic id the client used.
+    pub fn topic_id(&self) -> u32 {
+        self.fields.topic_id
+    }
+    /// Partition, or [`PARTITION_UNASSIGNED`].
+    pub fn partition(&self) -> i32 {
+        self.fields.partition
+    }
+    /// Create time in ms since the epoch (0: not set).
+    pub fn timestamp_ms(&self) -> i64 {
+        self.fields.timestamp_ms
+    }
+    /// Key length, `None` for a null key.
+    pub fn key_len(&self) -> Option<usize> {
+        self.fields.key_len.map(|l| l as usize)
+    }
+    /// Value length, `None` for a null value.
+    pub fn value_len(&self) -> Option<usize> {
+        self.fields.value_len.map(|l| l as usize)
+    }
+    /// Encoded header block length.
+    pub fn headers_len(&self) -> usize {
+        self.fields.headers_len as usize
+    }
+
+    fn key_offset(&self) -> usize {
+        self.ring.index(self.fields.seq) + RECORD_HEADER_SIZE
+    }
+    fn value_offset(&self) -> usize {
+        self.key_offset() + self.fields.key_len.unwrap_or(0) as usize
+    }
+    fn headers_offset(&self) -> usize {
+        self.value_offset() + self.fields.value_len.unwrap_or(0) as usize
+    }
+
+    fn copy(&self, off: usize, len: usize) -> Vec<u8> {
+        let mut out = vec![0u8; len];
+        self.ring.mem.read(off, &mut out);
+        out
+    }
+
+    /// Copy of the key.
+    pub fn key_to_vec(&self) -> Option<Vec<u8>> {
+        self.fields
+            .key_len
+            .map(|l| self.copy(self.key_offset(), l as usize))
+    }
+    /// Copy of the value.
+    pub fn value_to_vec(&self) -> Option<Vec<u8>> {
+        self.fields
+            .value_len
+            .map(|l| self.copy(self.value_offset(), l as usize))
+    }
+    /// Copy of the encoded header block (decode with [`crate::HeaderIter`]).
+    pub fn headers_to_vec(&self) -> Vec<u8> {
+        self.copy(self.headers_offset(), self.fields.headers_len as usize)
+    }
+}
+
+#[cfg(not(loom))]
+impl<'a> RecordView<'a> {
+    /// A validated byte range of the record, in place.
+    fn bytes(&self, off: usize, len: usize) -> &'a [u8] {
+        let ptr = self.ring.mem.data_ptr(off);
+        // SAFETY: `off + len` lies inside this record, whose length was
+        // checked against the data area bounds in `validate_message`, and the
+        // lengths used are the consumer's own validated copies. The record
+        // stays mapped and unreleased while the view borrows the consumer. A
+        // misbehaving producer may still change the bytes: they are treated
+        // as opaque payload, never as lengths or offsets.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
+
+    /// The key, in place.
+    pub fn key(&self) -> Option<&'a [u8]> {
+        self.fields
+            .key_len
+            .map(|l| self.bytes(self.key_offset(), l as usize))
+    }
+    /// The value, in place.
+    pub fn value(&self) -> Option<&'a [u8]> {
+        self.fields
+            .value_len
+            .map(|l| self.bytes(self.value_offset(), l as usize))
+    }
+    /// The encoded header block, in place.
+    pub fn headers(&self) -> crate::HeaderIter<'a> {
+        crate::HeaderIter::new(self.bytes(self.headers_offset(), self.fields.headers_len as usize))
+    }
+}

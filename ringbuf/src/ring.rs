@@ -1,0 +1,101 @@
+//! The state both halves of a ring share: its memory and its geometry.
+
+use std::sync::Arc;
+
+use crate::consumer::RingConsumer;
+use crate::layout::*;
+use crate::memory::RingMemory;
+use crate::producer::RingProducer;
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// Geometry of a ring, read once and then trusted from private memory (the
+/// copy in the segment header may be scribbled on by the other process).
+pub(crate) struct Ring {
+    pub(crate) mem: RingMemory,
+    /// Data area size; a power of two.
+    pub(crate) capacity: u64,
+    /// `capacity - 1`: maps a stream position to an offset in the data area.
+    pub(crate) mask: u64,
+    /// Largest record length (header included, before alignment).
+    pub(crate) max_record: u32,
+}
+
+impl Ring {
+    pub(crate) fn new(mem: RingMemory, max_record: u32) -> Self {
+        let capacity = mem.capacity() as u64;
+        debug_assert!(capacity.is_power_of_two());
+        Self {
+            mem,
+            capacity,
+            mask: capacity - 1,
+            max_record,
+        }
+    }
+
+    /// Offset in the data area of stream position `pos`.
+    #[inline]
+    pub(crate) fn index(&self, pos: u64) -> usize {
+        (pos & self.mask) as usize
+    }
+
+    #[inline]
+    pub(crate) fn tail(&self) -> &AtomicU64 {
+        self.mem.header_u64(OFF_TAIL)
+    }
+
+    #[inline]
+    pub(crate) fn released(&self) -> &AtomicU64 {
+        self.mem.header_u64(OFF_RELEASED)
+    }
+
+    #[inline]
+    pub(crate) fn consumer_parked(&self) -> &AtomicU32 {
+        self.mem.header_u32(OFF_CONSUMER_PARKED)
+    }
+
+    #[inline]
+    pub(crate) fn space_epoch(&self) -> &AtomicU32 {
+        self.mem.header_u32(OFF_SPACE_EPOCH)
+    }
+
+    #[inline]
+    pub(crate) fn space_waiters(&self) -> &AtomicU32 {
+        self.mem.header_u32(OFF_SPACE_WAITERS)
+    }
+
+    /// The state word of the record at stream position `pos`.
+    #[inline]
+    pub(crate) fn state_word(&self, pos: u64) -> &AtomicU32 {
+        self.mem.data_u32(self.index(pos) + REC_STATE)
+    }
+
+    /// The delivery word of the record at stream position `pos`.
+    #[inline]
+    pub(crate) fn delivery_word(&self, pos: u64) -> &AtomicU32 {
+        self.mem.data_u32(self.index(pos) + REC_DELIVERY)
+    }
+
+    /// Snapshot of the shared cursors for statistics and flush.
+    pub(crate) fn cursors(&self) -> (u64, u64) {
+        (
+            self.tail().load(Ordering::Acquire),
+            self.released().load(Ordering::Acquire),
+        )
+    }
+}
+
+/// A ring on heap memory, for tests and benchmarks within one process.
+///
+/// `capacity` must be a power of two between [`MIN_CAPACITY`] and
+/// [`MAX_CAPACITY`] (or at least 64 under `cfg(loom)`, where models use tiny
+/// rings); records are limited to half the capacity.
+pub fn heap_ring(capacity: usize) -> (RingProducer, RingConsumer) {
+    assert!(capacity.is_power_of_two() && capacity <= MAX_CAPACITY);
+    #[cfg(not(loom))]
+    assert!(capacity >= MIN_CAPACITY);
+    let ring = Arc::new(Ring::new(RingMemory::heap(capacity), (capacity / 2) as u32));
+    (
+        RingProducer::new(Arc::clone(&ring)),
+        RingConsumer::new(ring).expect("a fresh ring has consistent cursors"),
+    )
+}
