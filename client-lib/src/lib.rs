@@ -1,1 +1,34 @@
-//! placeholder
+//! # shmkafka-client
+//!
+//! Write Kafka records into shared memory; `shmkafkad` delivers them.
+//!
+//! ```no_run
+//! use shmkafka_client::{Message, Producer};
+//! use std::time::Duration;
+//!
+//! let producer = Producer::connect()?;
+//! let orders = producer.topic("orders")?;
+//! producer.send(&orders, &Message::new().key(b"id-1").value(b"{\"qty\":3}"))?;
+//! let report = producer.flush(Duration::from_secs(10))?;
+//! assert!(report.failures.is_empty());
+//! # Ok::<(), shmkafka_client::Error>(())
+//! ```
+//!
+//! A [`Producer`] owns one ring in a sealed memfd that the daemon maps too.
+//! `send` is a memcpy into the ring and a release store; no system call on
+//! the hot path. The daemon keeps each record in the ring until the broker
+//! has acknowledged it, so a record committed here survives a crash of this
+//! process (the daemon holds the memory) and a restart of the daemon (this
+//! process holds it, and registers it again when the daemon is back).
+
+#![deny(missing_docs)]
+
+mod connection;
+mod error;
+mod message;
+mod producer;
+
+pub use error::Error;
+pub use message::Message;
+pub use producer::{FlushReport, Producer, ProducerOptions, Reservation, Stats, Topic};
+pub use shmkafka_ringbuf::{Failure, Header, WhenFull, PARTITION_UNASSIGNED};

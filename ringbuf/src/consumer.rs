@@ -123,6 +123,9 @@ impl RingConsumer {
     pub fn peek(&mut self) -> Result<Option<RecordView<'_>>, RecordError> {
         loop {
             let pos = self.drain_pos;
+            if self.lap_in_flight() {
+                return Ok(None);
+            }
             // SYNC POINT (publish): pairs with the producer's Release store of
             // the state word in `Slot::finish`, `send_batch` or the padding
             // store in `try_claim`.
@@ -139,9 +142,24 @@ impl RingConsumer {
             if span as u64 > self.ring.capacity - index as u64 {
                 return Err(RecordError::PastEnd { pos, len });
             }
-            if pos + span as u64 > self.known_tail {
+            // No producer can claim past `released + capacity`. Checking it
+            // here (not only against the tail, which a hostile producer
+            // controls) keeps what is in flight within one lap, so `release`
+            // never zeroes more than the data area, and keeps the positions
+            // far from overflow.
+            let end = match pos.checked_add(span as u64) {
+                Some(end) if end - self.released_pos <= self.ring.capacity => end,
+                _ => {
+                    return Err(RecordError::BeyondTail {
+                        pos,
+                        len,
+                        tail: self.known_tail,
+                    })
+                }
+            };
+            if end > self.known_tail {
                 self.known_tail = self.ring.tail().load(Acquire);
-                if pos + span as u64 > self.known_tail {
+                if end > self.known_tail {
                     return Err(RecordError::BeyondTail {
                         pos,
                         len,
@@ -302,7 +320,18 @@ impl RingConsumer {
         failure::push(&self.ring, failure)
     }
 
+    /// Whether a whole data area is in flight: the ring is full, and the
+    /// word at `drain_pos` is the oldest in-flight record's (one lap back),
+    /// not a new record's, so it must not be read as one.
+    #[inline]
+    fn lap_in_flight(&self) -> bool {
+        self.drain_pos - self.released_pos >= self.ring.capacity
+    }
+
     fn has_ready_record(&self) -> bool {
+        if self.lap_in_flight() {
+            return false;
+        }
         let state = self.ring.state_word(self.drain_pos).load(Acquire);
         state != 0 && state & STATE_CLAIMED == 0
     }
@@ -347,6 +376,9 @@ impl RingConsumer {
     /// simply be slow, and padding over it would corrupt its record.
     pub fn unblock(&mut self) -> Result<bool, RecordError> {
         let pos = self.drain_pos;
+        if self.lap_in_flight() {
+            return Ok(false); // full and all in flight: no hole to pad
+        }
         let state = self.ring.state_word(pos).load(Acquire);
         if state != 0 && state & STATE_CLAIMED == 0 {
             return Ok(false); // committed: nothing blocks

@@ -26,39 +26,50 @@ pub const MAX_CAPACITY: usize = 1 << 30;
 pub const RECORD_ALIGN: usize = 8;
 
 // Header page: immutable description, written once by the creator.
-pub(crate) const OFF_MAGIC: usize = 0;
-pub(crate) const OFF_VERSION: usize = 8;
-pub(crate) const OFF_HEADER_SIZE: usize = 12;
-pub(crate) const OFF_CAPACITY: usize = 16;
-pub(crate) const OFF_MAX_RECORD: usize = 24;
-pub(crate) const OFF_PRODUCER_PID: usize = 28;
-pub(crate) const OFF_SEGMENT_SIZE: usize = 32;
+// These offsets are public because they are the cross-process contract: the
+// daemon's validation tests build hostile segments byte by byte from them.
+/// Offset of the magic number (u64, [`MAGIC`]).
+pub const OFF_MAGIC: usize = 0;
+/// Offset of the layout version (u32, [`LAYOUT_VERSION`]).
+pub const OFF_VERSION: usize = 8;
+/// Offset of the header size (u32, [`HEADER_SIZE`]).
+pub const OFF_HEADER_SIZE: usize = 12;
+/// Offset of the data area size (u64, a power of two).
+pub const OFF_CAPACITY: usize = 16;
+/// Offset of the largest record length accepted (u32).
+pub const OFF_MAX_RECORD: usize = 24;
+/// Offset of the creator's pid (u32, informational).
+pub const OFF_PRODUCER_PID: usize = 28;
+/// Offset of the total segment size (u64, header plus data area).
+pub const OFF_SEGMENT_SIZE: usize = 32;
 
 // Header page: cursors and wake-up words, one 128-byte slot each.
 /// Producers' claim cursor: total bytes ever claimed (monotonic, never wraps).
-pub(crate) const OFF_TAIL: usize = 128;
+pub const OFF_TAIL: usize = 128;
 /// Consumer's release cursor: bytes before it are free and zeroed.
-pub(crate) const OFF_RELEASED: usize = 256;
+pub const OFF_RELEASED: usize = 256;
 /// 1 while the consumer is parked (or about to park) on this word.
-pub(crate) const OFF_CONSUMER_PARKED: usize = 384;
+pub const OFF_CONSUMER_PARKED: usize = 384;
 /// Bumped by the consumer after `released` moved while producers wait.
-pub(crate) const OFF_SPACE_EPOCH: usize = 512;
+pub const OFF_SPACE_EPOCH: usize = 512;
 /// Number of producers blocked (or about to block) on `space_epoch`.
-pub(crate) const OFF_SPACE_WAITERS: usize = 516;
+pub const OFF_SPACE_WAITERS: usize = 516;
 /// Producer-side counters (rare paths only: nothing on the hot path).
-pub(crate) const OFF_ABORTED: usize = 640;
-pub(crate) const OFF_FULL_EVENTS: usize = 648;
+pub const OFF_ABORTED: usize = 640;
+/// Offset of the count of reservations that found the ring full (u64).
+pub const OFF_FULL_EVENTS: usize = 648;
 /// Failure queue read cursor (producers pop).
-pub(crate) const OFF_FAILQ_HEAD: usize = 768;
+pub const OFF_FAILQ_HEAD: usize = 768;
 /// Failure queue write cursor (consumer pushes).
-pub(crate) const OFF_FAILQ_TAIL: usize = 896;
+pub const OFF_FAILQ_TAIL: usize = 896;
 /// Failures that did not fit in the queue (they are still spooled by the daemon).
-pub(crate) const OFF_FAILQ_OVERFLOW: usize = 904;
+pub const OFF_FAILQ_OVERFLOW: usize = 904;
 /// Failure queue entries: `FAILQ_ENTRIES` x 16 bytes (seq u64, code i32, status u32).
-pub(crate) const OFF_FAILQ_ENTRIES: usize = 1024;
+pub const OFF_FAILQ_ENTRIES: usize = 1024;
 /// Number of failure queue entries; a power of two.
 pub const FAILQ_ENTRIES: usize = 64;
-pub(crate) const FAILQ_ENTRY_SIZE: usize = 16;
+/// Size of one failure queue entry.
+pub const FAILQ_ENTRY_SIZE: usize = 16;
 
 const _: () = assert!(OFF_FAILQ_ENTRIES + FAILQ_ENTRIES * FAILQ_ENTRY_SIZE <= HEADER_SIZE);
 
@@ -68,39 +79,48 @@ const _: () = assert!(OFF_FAILQ_ENTRIES + FAILQ_ENTRIES * FAILQ_ENTRY_SIZE <= HE
 //   len                    committed message: the consumer may read it
 //   SKIP | len             padding at the wrap, or an aborted reservation
 /// Set while a producer writes the record.
-pub(crate) const STATE_CLAIMED: u32 = 1 << 31;
+pub const STATE_CLAIMED: u32 = 1 << 31;
 /// Padding or aborted: the consumer steps over it without reading further.
-pub(crate) const STATE_SKIP: u32 = 1 << 30;
+pub const STATE_SKIP: u32 = 1 << 30;
 /// Record length (header + payload, before alignment).
-pub(crate) const LEN_MASK: u32 = (1 << 30) - 1;
+pub const LEN_MASK: u32 = (1 << 30) - 1;
 
-/// Record header fields (offsets from the record start).
-pub(crate) const REC_STATE: usize = 0;
+// Record header fields (offsets from the record start).
+/// State word (u32): claimed / committed / skip flags and the length.
+pub const REC_STATE: usize = 0;
 /// Delivery outcome the daemon writes (see [`crate::Delivery`]).
-pub(crate) const REC_DELIVERY: usize = 4;
-pub(crate) const REC_KIND: usize = 8;
-pub(crate) const REC_TOPIC: usize = 12;
-pub(crate) const REC_SEQ: usize = 16;
-pub(crate) const REC_TIMESTAMP: usize = 24;
-pub(crate) const REC_PARTITION: usize = 32;
-pub(crate) const REC_KEY_LEN: usize = 36;
-pub(crate) const REC_VALUE_LEN: usize = 40;
-pub(crate) const REC_HEADERS_LEN: usize = 44;
+pub const REC_DELIVERY: usize = 4;
+/// Record kind (u16): [`KIND_MESSAGE`] or [`KIND_ABORTED`].
+pub const REC_KIND: usize = 8;
+/// Topic id (u32).
+pub const REC_TOPIC: usize = 12;
+/// Sequence number (u64): must equal the record's stream position.
+pub const REC_SEQ: usize = 16;
+/// Create time in ms since the epoch (i64).
+pub const REC_TIMESTAMP: usize = 24;
+/// Partition (i32) or [`PARTITION_UNASSIGNED`].
+pub const REC_PARTITION: usize = 32;
+/// Key length (u32) or [`NULL_LEN`].
+pub const REC_KEY_LEN: usize = 36;
+/// Value length (u32) or [`NULL_LEN`].
+pub const REC_VALUE_LEN: usize = 40;
+/// Length of the encoded header block (u32).
+pub const REC_HEADERS_LEN: usize = 44;
 /// Size of a record header; key, value and headers follow in that order.
 pub const RECORD_HEADER_SIZE: usize = 48;
 
 /// `kind` of a message record.
-pub(crate) const KIND_MESSAGE: u16 = 1;
+pub const KIND_MESSAGE: u16 = 1;
 /// `kind` of a reservation dropped without commit.
-pub(crate) const KIND_ABORTED: u16 = 3;
+pub const KIND_ABORTED: u16 = 3;
 
 /// Length value meaning "null" (Kafka distinguishes a null key from an empty one).
-pub(crate) const NULL_LEN: u32 = u32::MAX;
+pub const NULL_LEN: u32 = u32::MAX;
 
 /// Partition value meaning "let the partitioner choose".
 pub const PARTITION_UNASSIGNED: i32 = -1;
 
 /// Rounds `len` up to the record alignment.
-pub(crate) const fn align_record(len: usize) -> usize {
+pub const fn align_record(len: usize) -> usize {
     (len + RECORD_ALIGN - 1) & !(RECORD_ALIGN - 1)
 }

@@ -7,7 +7,7 @@
 //! (loom cannot track plain memory that is also accessed atomically). The
 //! ring algorithm above this module is the same code in all three cases.
 
-use crate::layout::{HEADER_SIZE, RECORD_ALIGN};
+use crate::layout::HEADER_SIZE;
 use crate::sync::{AtomicU32, AtomicU64};
 
 #[cfg(not(loom))]
@@ -19,6 +19,7 @@ pub(crate) use model::RingMemory;
 #[cfg(not(loom))]
 mod real {
     use super::*;
+    use crate::layout::RECORD_ALIGN;
     use std::ptr::NonNull;
 
     /// Keeps the storage behind the raw pointers alive (never read: it is
@@ -207,7 +208,14 @@ mod model {
                 let at = off + done;
                 let (word, shift) = (at / 4, at % 4);
                 let n = (4 - shift).min(src.len() - done);
-                let mut bytes = self.data[word].load(Relaxed).to_le_bytes();
+                // A whole-word write needs no read of the old value; skipping
+                // it keeps the model's state space to the accesses the real
+                // copy makes.
+                let mut bytes = if n == 4 {
+                    [0; 4]
+                } else {
+                    self.data[word].load(Relaxed).to_le_bytes()
+                };
                 bytes[shift..shift + n].copy_from_slice(&src[done..done + n]);
                 self.data[word].store(u32::from_le_bytes(bytes), Relaxed);
                 done += n;

@@ -1,0 +1,381 @@
+//! The application's handle: one ring, one control connection, and a
+//! supervisor thread that re-registers the ring when the daemon restarts.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use shmkafka_protocol::{validate_topic_name, TopicBinding};
+use shmkafka_ringbuf::{Failure, Record, RecordSpec, RingProducer, Segment, SegmentOptions, Slot, WhenFull};
+
+use crate::connection::{self, Connection};
+use crate::error::Error;
+use crate::message::Message;
+
+/// Default ring size: at 100 MB/s of records and 100 ms of acknowledgement
+/// latency a ring holds 10 MB in flight; 64 MiB leaves room for bursts and
+/// broker hiccups of about half a second at that rate.
+pub const DEFAULT_RING_CAPACITY: usize = 64 << 20;
+/// Default record limit, matching Kafka's default `message.max.bytes` (1 MB).
+pub const DEFAULT_MAX_RECORD_LEN: usize = 1 << 20;
+/// Default wait on a full ring, as Kafka's `max.block.ms`.
+pub const DEFAULT_MAX_BLOCK: Duration = Duration::from_secs(60);
+/// Reconnect backoff bounds while the daemon is away.
+const RECONNECT_MIN: Duration = Duration::from_millis(50);
+const RECONNECT_MAX: Duration = Duration::from_secs(2);
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct ProducerOptions {
+    /// Daemon socket; `None` uses `$SHMKAFKA_SOCKET` or `/run/shmkafka/shmkafkad.sock`.
+    pub socket_path: Option<PathBuf>,
+    /// Ring size in bytes (power of two). Size it as record rate x
+    /// acknowledgement latency, with headroom for broker outages.
+    pub ring_capacity: usize,
+    /// Largest record (key + value + headers + 48 bytes of framing).
+    pub max_record_len: usize,
+    /// What `send` and `reserve` do on a full ring.
+    pub when_full: WhenFull,
+    /// Label shown in the daemon's logs, metrics and status.
+    pub client_name: String,
+}
+
+impl Default for ProducerOptions {
+    fn default() -> Self {
+        Self {
+            socket_path: None,
+            ring_capacity: DEFAULT_RING_CAPACITY,
+            max_record_len: DEFAULT_MAX_RECORD_LEN,
+            when_full: WhenFull::Block(DEFAULT_MAX_BLOCK),
+            client_name: std::env::current_exe()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "shmkafka-client".to_owned()),
+        }
+    }
+}
+
+/// A registered topic; cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic {
+    id: u32,
+    name: Arc<str>,
+}
+
+impl Topic {
+    /// Topic name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// What `flush` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Records that failed permanently since the last `flush` or `failures`
+    /// call (they are also in the daemon's dead-letter spool).
+    pub failures: Vec<Failure>,
+}
+
+/// Counters of this producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Ring capacity in bytes.
+    pub capacity: u64,
+    /// Bytes written and not yet acknowledged (ring fill).
+    pub unacknowledged_bytes: u64,
+    /// Reservations dropped without commit.
+    pub aborted: u64,
+    /// Times the ring was found full.
+    pub full_events: u64,
+    /// Failures the daemon could not queue for us (see its spool).
+    pub failures_overflowed: u64,
+    /// Whether the daemon is registered right now.
+    pub connected: bool,
+    /// Successful registrations after the first.
+    pub reconnects: u64,
+    /// The daemon's id for this client in the current registration.
+    pub client_id: Option<u64>,
+}
+
+struct Shared {
+    segment: Segment,
+    ring: RingProducer,
+    path: PathBuf,
+    options: ProducerOptions,
+    /// The live connection; `None` while the daemon is away.
+    connection: Mutex<Option<Connection>>,
+    /// Topic ids in use, in id order (ids are dense from 0).
+    topics: Mutex<Vec<TopicBinding>>,
+    closing: AtomicBool,
+    reconnects: AtomicU64,
+    /// Wakes the supervisor early on close.
+    wake: (Mutex<()>, Condvar),
+}
+
+/// A producer: `Send + Sync`, so all threads of a process can share one.
+pub struct Producer {
+    shared: Arc<Shared>,
+    supervisor: Option<JoinHandle<()>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Producer {
+    /// Connects to the daemon at the default socket with default options.
+    pub fn connect() -> Result<Producer, Error> {
+        Self::connect_with(ProducerOptions::default())
+    }
+
+    /// Connects to the daemon at `path` with default options.
+    pub fn connect_to(path: impl Into<PathBuf>) -> Result<Producer, Error> {
+        Self::connect_with(ProducerOptions {
+            socket_path: Some(path.into()),
+            ..ProducerOptions::default()
+        })
+    }
+
+    /// Creates the ring and registers it with the daemon.
+    pub fn connect_with(options: ProducerOptions) -> Result<Producer, Error> {
+        let path = connection::resolve_path(options.socket_path.as_deref());
+        let segment = Segment::create(&SegmentOptions {
+            capacity: options.ring_capacity,
+            max_record_len: options.max_record_len.min(options.ring_capacity / 2),
+            name: format!("shmkafka:{}", options.client_name),
+        })?;
+        let conn = connection::register(&path, &segment, &options.client_name, &[])?;
+        let shared = Arc::new(Shared {
+            ring: segment.producer(),
+            segment,
+            path,
+            options,
+            connection: Mutex::new(Some(conn)),
+            topics: Mutex::new(Vec::new()),
+            closing: AtomicBool::new(false),
+            reconnects: AtomicU64::new(0),
+            wake: (Mutex::new(()), Condvar::new()),
+        });
+        let supervisor = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("shmkafka-supervisor".into())
+                .spawn(move || supervise(&shared))
+                .map_err(|e| Error::Protocol(format!("cannot start supervisor thread: {e}")))?
+        };
+        Ok(Producer {
+            shared,
+            supervisor: Some(supervisor),
+        })
+    }
+
+    /// Registers `name` with the daemon (which checks its allowlist) and
+    /// returns a handle for `send`. Registering the same name again returns
+    /// the same topic.
+    pub fn topic(&self, name: &str) -> Result<Topic, Error> {
+        validate_topic_name(name).map_err(|e| Error::InvalidTopic {
+            topic: name.to_owned(),
+            message: e.to_string(),
+        })?;
+        let mut topics = lock(&self.shared.topics);
+        if let Some(t) = topics.iter().find(|t| t.name == name) {
+            return Ok(Topic {
+                id: t.id,
+                name: name.into(),
+            });
+        }
+        let id = topics.len() as u32;
+        {
+            let connection = lock(&self.shared.connection);
+            let conn = connection.as_ref().ok_or(Error::Disconnected)?;
+            conn.register_topic(id, name)?;
+        }
+        topics.push(TopicBinding {
+            id,
+            name: name.to_owned(),
+        });
+        Ok(Topic { id, name: name.into() })
+    }
+
+    /// Copies `message` into the ring; returns its sequence number. The
+    /// record is delivered even if this process exits right after.
+    pub fn send(&self, topic: &Topic, message: &Message<'_>) -> Result<u64, Error> {
+        let record = Record {
+            topic_id: topic.id,
+            partition: message.partition.unwrap_or(shmkafka_ringbuf::PARTITION_UNASSIGNED),
+            timestamp_ms: message.timestamp_ms.unwrap_or_else(now_ms),
+            key: message.key,
+            value: message.value,
+            headers: &message.headers,
+        };
+        Ok(self.shared.ring.send(&record, self.shared.options.when_full)?)
+    }
+
+    /// Reserves room for a record with a key of `key_len` and a value of
+    /// `value_len` bytes (`None`: null) to be written in place, then
+    /// committed with [`Reservation::commit`]. Dropping the reservation
+    /// aborts it.
+    pub fn reserve(
+        &self,
+        topic: &Topic,
+        key_len: Option<usize>,
+        value_len: Option<usize>,
+        partition: Option<i32>,
+    ) -> Result<Reservation<'_>, Error> {
+        let spec = RecordSpec {
+            topic_id: topic.id,
+            partition: partition.unwrap_or(shmkafka_ringbuf::PARTITION_UNASSIGNED),
+            timestamp_ms: now_ms(),
+            key_len,
+            value_len,
+            headers: &[],
+        };
+        let slot = self.shared.ring.reserve(&spec, self.shared.options.when_full)?;
+        Ok(Reservation { slot })
+    }
+
+    /// Waits until every record sent before this call is acknowledged by the
+    /// broker or reported failed, for at most `timeout`.
+    pub fn flush(&self, timeout: Duration) -> Result<FlushReport, Error> {
+        let ring = &self.shared.ring;
+        let target = ring.tail();
+        if !ring.wait_released(target, timeout) {
+            return Err(Error::FlushTimeout {
+                timeout,
+                pending_bytes: target.saturating_sub(ring.released()),
+            });
+        }
+        Ok(FlushReport {
+            failures: self.failures(),
+        })
+    }
+
+    /// Takes the failures the daemon reported since the last call.
+    pub fn failures(&self) -> Vec<Failure> {
+        std::iter::from_fn(|| self.shared.ring.pop_failure()).collect()
+    }
+
+    /// Counters of this producer.
+    pub fn stats(&self) -> Stats {
+        let ring = &self.shared.ring;
+        Stats {
+            capacity: ring.capacity() as u64,
+            unacknowledged_bytes: ring.tail().saturating_sub(ring.released()),
+            aborted: ring.aborted(),
+            full_events: ring.full_events(),
+            failures_overflowed: ring.failures_overflowed(),
+            connected: lock(&self.shared.connection).is_some(),
+            client_id: lock(&self.shared.connection).as_ref().map(|c| c.client_id),
+            reconnects: self.shared.reconnects.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Flushes for at most `timeout`, then disconnects. Records not yet
+    /// acknowledged stay with the daemon, which delivers them after we are gone.
+    pub fn close(mut self, timeout: Duration) -> Result<FlushReport, Error> {
+        let report = self.flush(timeout);
+        self.stop();
+        report
+    }
+
+    fn stop(&mut self) {
+        self.shared.closing.store(true, Ordering::Release);
+        self.shared.wake.1.notify_all();
+        if let Some(handle) = self.supervisor.take() {
+            let _ = handle.join();
+        }
+        lock(&self.shared.connection).take();
+    }
+
+    /// The socket path in use.
+    pub fn socket_path(&self) -> &std::path::Path {
+        &self.shared.path
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A record being written in place.
+pub struct Reservation<'a> {
+    slot: Slot<'a>,
+}
+
+impl Reservation<'_> {
+    /// The key area.
+    pub fn key_mut(&mut self) -> &mut [u8] {
+        self.slot.key_mut()
+    }
+    /// The value area.
+    pub fn value_mut(&mut self) -> &mut [u8] {
+        self.slot.value_mut()
+    }
+    /// The record's sequence number.
+    pub fn seq(&self) -> u64 {
+        self.slot.seq()
+    }
+    /// Publishes the record.
+    pub fn commit(self) -> u64 {
+        self.slot.commit()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind that
+    // is still consistent (a connection or a topic list), so poisoning is
+    // ignored rather than propagated into every later call.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Watches the connection; when the daemon goes away, registers the same
+/// segment (and the topic ids already used in it) with the next daemon.
+fn supervise(shared: &Shared) {
+    let mut backoff = RECONNECT_MIN;
+    while !shared.closing.load(Ordering::Acquire) {
+        let closed = {
+            let guard = lock(&shared.connection);
+            match guard.as_ref() {
+                Some(conn) => {
+                    // Poll outside the lock would race with a topic request
+                    // reading its reply; a short poll under it is cheap.
+                    conn.wait_closed(Duration::ZERO)
+                }
+                None => true,
+            }
+        };
+        if !closed {
+            backoff = RECONNECT_MIN;
+            sleep_unless_closing(shared, Duration::from_millis(100));
+            continue;
+        }
+        lock(&shared.connection).take();
+        let topics = lock(&shared.topics).clone();
+        match connection::register(&shared.path, &shared.segment, &shared.options.client_name, &topics) {
+            Ok(conn) => {
+                *lock(&shared.connection) = Some(conn);
+                shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                backoff = RECONNECT_MIN;
+            }
+            Err(_) => {
+                sleep_unless_closing(shared, backoff);
+                backoff = (backoff * 2).min(RECONNECT_MAX);
+            }
+        }
+    }
+}
+
+fn sleep_unless_closing(shared: &Shared, duration: Duration) {
+    let (mutex, condvar) = &shared.wake;
+    let guard = lock(mutex);
+    if !shared.closing.load(Ordering::Acquire) {
+        let _ = condvar.wait_timeout(guard, duration);
+    }
+}

@@ -1,0 +1,396 @@
+//! The daemon's configuration: one TOML file, CLI overrides, validation.
+//!
+//! Every librdkafka property may be given under `[kafka]` and is passed
+//! through unchanged (as `kcat -X` does); the daemon's own sections refuse
+//! unknown keys, naming them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::kafka::{is_secret_key, KafkaConfig, MASK};
+
+/// Default control socket.
+pub const DEFAULT_SOCKET_PATH: &str = shmkafka_protocol::DEFAULT_SOCKET_PATH;
+/// Default bound on concurrently registered clients.
+pub const DEFAULT_MAX_CLIENTS: usize = 1024;
+/// Default time a graceful stop spends flushing before it gives up.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 30_000;
+/// Default busy-poll budget before a drain thread parks: long enough to ride
+/// out the gap between two records of a steady stream, short enough not to
+/// burn a core when clients are idle.
+pub const DEFAULT_SPIN_US: u64 = 50;
+
+/// librdkafka properties the daemon sets unless the config overrides them.
+///
+/// * idempotence and `acks=all`: no duplicates or reordering from retries,
+///   and an acknowledgement means the record is on every in-sync replica.
+/// * `message.timeout.ms=0` (infinite): a record stays in the ring, retried
+///   by librdkafka, until the broker takes it; an outage fills the rings
+///   (back-pressure) instead of failing records. Only permanent errors fail.
+/// * `linger.ms=5` and `batch.size=1000000`: large batches across all
+///   clients for throughput, at a few milliseconds of latency.
+/// * `queue.buffering.max.messages`: records passed by reference cost
+///   librdkafka little memory, so let many be in flight.
+pub const KAFKA_DEFAULTS: &[(&str, &str)] = &[
+    ("enable.idempotence", "true"),
+    ("acks", "all"),
+    ("message.timeout.ms", "0"),
+    ("linger.ms", "5"),
+    ("batch.size", "1000000"),
+    ("batch.num.messages", "100000"),
+    ("queue.buffering.max.messages", "2000000"),
+    ("compression.type", "none"),
+];
+
+/// Whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Process-level settings.
+    #[serde(default)]
+    pub daemon: DaemonSection,
+    /// Who may connect.
+    #[serde(default)]
+    pub access: AccessSection,
+    /// Which topics clients may write.
+    #[serde(default)]
+    pub topics: TopicsSection,
+    /// Drain threads.
+    #[serde(default)]
+    pub drain: DrainSection,
+    /// librdkafka properties, passed through.
+    #[serde(default)]
+    pub kafka: BTreeMap<String, KafkaValue>,
+}
+
+/// `[daemon]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonSection {
+    /// Control socket path.
+    pub socket_path: PathBuf,
+    /// Permission bits of the socket file (group access is how clients are
+    /// admitted by default).
+    pub socket_mode: u32,
+    /// Most clients registered at once; further ones are refused.
+    pub max_clients: usize,
+    /// Time a graceful stop may spend delivering what is in flight.
+    pub shutdown_timeout_ms: u64,
+    /// `tracing` filter, e.g. `info` or `shmkafkad=debug,librdkafka=info`.
+    pub log_level: String,
+}
+
+impl Default for DaemonSection {
+    fn default() -> Self {
+        Self {
+            socket_path: PathBuf::from(DEFAULT_SOCKET_PATH),
+            socket_mode: 0o660,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            shutdown_timeout_ms: DEFAULT_SHUTDOWN_TIMEOUT_MS,
+            log_level: "info".to_owned(),
+        }
+    }
+}
+
+/// `[access]`: peers are admitted if their uid or gid is listed. With both
+/// lists empty, the daemon's own uid and gid are admitted (so membership in
+/// the daemon's group grants access, as the systemd unit sets up).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessSection {
+    /// Admitted user ids.
+    pub allowed_uids: Vec<u32>,
+    /// Admitted group ids (primary group of the peer process).
+    pub allowed_gids: Vec<u32>,
+}
+
+/// `[topics]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsSection {
+    /// Allowed topic names; an entry ending in `*` is a prefix; `["*"]`
+    /// allows all.
+    pub allow: Vec<String>,
+}
+
+impl Default for TopicsSection {
+    fn default() -> Self {
+        Self {
+            allow: vec!["*".to_owned()],
+        }
+    }
+}
+
+/// `[drain]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DrainSection {
+    /// Number of drain threads, each with its own librdkafka producer.
+    pub threads: usize,
+    /// CPUs to pin drain threads to, round-robin; empty: no pinning.
+    pub cpus: Vec<usize>,
+    /// CPUs for librdkafka's own threads; empty: no pinning.
+    pub kafka_thread_cpus: Vec<usize>,
+    /// Busy-poll budget in microseconds before parking.
+    pub spin_us: u64,
+    /// Records taken from one ring before moving to the next (fairness).
+    pub batch_per_ring: usize,
+}
+
+impl Default for DrainSection {
+    fn default() -> Self {
+        Self {
+            threads: 1,
+            cpus: Vec::new(),
+            kafka_thread_cpus: Vec::new(),
+            spin_us: DEFAULT_SPIN_US,
+            batch_per_ring: 4096,
+        }
+    }
+}
+
+/// A librdkafka property value; TOML numbers and booleans are accepted and
+/// passed as their text.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum KafkaValue {
+    /// Text.
+    Text(String),
+    /// Integer.
+    Integer(i64),
+    /// Boolean.
+    Bool(bool),
+    /// Float.
+    Float(f64),
+}
+
+impl fmt::Display for KafkaValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KafkaValue::Text(s) => f.write_str(s),
+            KafkaValue::Integer(i) => write!(f, "{i}"),
+            KafkaValue::Bool(b) => write!(f, "{b}"),
+            KafkaValue::Float(x) => write!(f, "{x}"),
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// Path.
+        path: PathBuf,
+        /// Error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys.
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// Path.
+        path: PathBuf,
+        /// The parser's message, naming the key.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+    /// librdkafka refused a property.
+    #[error("invalid [kafka] property: {0}")]
+    Kafka(String),
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text (no validation).
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Sets a librdkafka property (CLI `-X key=value` overrides).
+    pub fn set_kafka(&mut self, key: &str, value: &str) {
+        self.kafka
+            .insert(key.to_owned(), KafkaValue::Text(value.to_owned()));
+    }
+
+    /// Checks ranges and lets librdkafka check every property.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let d = &self.drain;
+        if d.threads == 0 || d.threads > 64 {
+            return Err(ConfigError::Invalid(format!(
+                "drain.threads = {} must be 1..=64",
+                d.threads
+            )));
+        }
+        let cpus = nix::sched::CpuSet::count();
+        if let Some(cpu) = d
+            .cpus
+            .iter()
+            .chain(&d.kafka_thread_cpus)
+            .find(|&&c| c >= cpus)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "CPU {cpu} does not exist (CpuSet holds {cpus})"
+            )));
+        }
+        if d.batch_per_ring == 0 {
+            return Err(ConfigError::Invalid(
+                "drain.batch_per_ring must be at least 1".into(),
+            ));
+        }
+        if self.daemon.max_clients == 0 {
+            return Err(ConfigError::Invalid(
+                "daemon.max_clients must be at least 1".into(),
+            ));
+        }
+        if self.daemon.socket_mode > 0o777 {
+            return Err(ConfigError::Invalid(format!(
+                "daemon.socket_mode {:o} is not a permission mode",
+                self.daemon.socket_mode
+            )));
+        }
+        if !self.kafka.contains_key("bootstrap.servers") {
+            return Err(ConfigError::Invalid(
+                "[kafka] bootstrap.servers is not set (or run with --embedded-broker to try it out)".into(),
+            ));
+        }
+        self.kafka_config()
+            .validate()
+            .map_err(|e| ConfigError::Kafka(e.to_string()))
+    }
+
+    /// The librdkafka configuration: daemon defaults, then `[kafka]`.
+    pub fn kafka_config(&self) -> KafkaConfig {
+        let mut config = KafkaConfig::new();
+        for (k, v) in KAFKA_DEFAULTS {
+            config.set(*k, *v);
+        }
+        for (k, v) in &self.kafka {
+            config.set(k.clone(), v.to_string());
+        }
+        config
+    }
+
+    /// Shutdown flush budget.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.daemon.shutdown_timeout_ms)
+    }
+
+    /// The effective configuration as text, secrets masked (for logs and
+    /// `--check-config`).
+    pub fn describe(&self) -> String {
+        let mut out = format!(
+            "socket_path = {}\nsocket_mode = {:o}\nmax_clients = {}\nallowed_uids = {:?}\nallowed_gids = {:?}\n\
+             topics.allow = {:?}\ndrain.threads = {}\ndrain.cpus = {:?}\ndrain.kafka_thread_cpus = {:?}\n",
+            self.daemon.socket_path.display(),
+            self.daemon.socket_mode,
+            self.daemon.max_clients,
+            self.access.allowed_uids,
+            self.access.allowed_gids,
+            self.topics.allow,
+            self.drain.threads,
+            self.drain.cpus,
+            self.drain.kafka_thread_cpus,
+        );
+        for (k, v) in self.kafka_config().entries() {
+            let shown = if is_secret_key(k) { MASK } else { v };
+            out.push_str(&format!("kafka.{k} = {shown}\n"));
+        }
+        out
+    }
+}
+
+/// Whether a topic name is on the allowlist.
+pub fn topic_allowed(allow: &[String], name: &str) -> bool {
+    allow.iter().any(|pattern| match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let err = Config::parse("[daemon]\nsocket_pth = \"/x\"\n").unwrap_err();
+        assert!(err.to_string().contains("socket_pth"), "{err}");
+        let err = Config::parse("[drainn]\n").unwrap_err();
+        assert!(err.to_string().contains("drainn"), "{err}");
+    }
+
+    #[test]
+    fn kafka_properties_pass_through_and_override_defaults() {
+        let config = Config::parse(
+            "[kafka]\n\"bootstrap.servers\" = \"127.0.0.1:9092\"\n\"linger.ms\" = 20\n\"enable.idempotence\" = false\n",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        let kafka = config.kafka_config();
+        assert_eq!(kafka.get("linger.ms"), Some("20"));
+        assert_eq!(kafka.get("enable.idempotence"), Some("false"));
+        assert_eq!(kafka.get("acks"), Some("all"));
+    }
+
+    #[test]
+    fn librdkafka_refuses_unknown_property_naming_it() {
+        let config = Config::parse(
+            "[kafka]\n\"bootstrap.servers\" = \"127.0.0.1:9092\"\n\"no.such.property\" = 1\n",
+        )
+        .unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("no.such.property"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let config = Config::parse(
+            "[kafka]\n\"bootstrap.servers\" = \"127.0.0.1:9092\"\n\"sasl.password\" = \"hunter2\"\n",
+        )
+        .unwrap();
+        let text = config.describe();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("sasl.password"), "{text}");
+    }
+
+    #[test]
+    fn missing_bootstrap_is_explained() {
+        let err = Config::default().validate().unwrap_err().to_string();
+        assert!(err.contains("bootstrap.servers"), "{err}");
+    }
+
+    #[test]
+    fn allowlist_patterns() {
+        let allow = vec!["orders".to_owned(), "logs.*".to_owned()];
+        assert!(topic_allowed(&allow, "orders"));
+        assert!(topic_allowed(&allow, "logs.app"));
+        assert!(!topic_allowed(&allow, "orders2"));
+        assert!(!topic_allowed(&allow, "payments"));
+        assert!(topic_allowed(&["*".to_owned()], "anything"));
+    }
+}

@@ -1,0 +1,529 @@
+//! Drain threads: read committed records from client rings and hand them to
+//! librdkafka by reference; turn delivery reports into released ring space.
+//!
+//! Each drain thread owns one librdkafka producer and a set of client rings.
+//! A record's bytes stay in the ring from commit until the broker has
+//! acknowledged it (or it failed permanently): librdkafka gets a pointer into
+//! the mapping, and the delivery report, identified by the opaque, marks the
+//! record so the release cursor can move past it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shmkafka_ringbuf::{Delivery, Failure, RingConsumer};
+use tracing::{error, info, warn};
+
+use crate::client::Client;
+use crate::kafka::{
+    DeliveryReport, KafkaConfig, KafkaErrorCode, OutgoingMessage, Persistence, ProduceError,
+    Producer, ProducerOptions, Topic,
+};
+use crate::registry::Registry;
+
+/// librdkafka's `RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC`, reported for records
+/// whose topic id the client never registered (or was refused).
+const ERR_UNKNOWN_TOPIC: i32 = -188;
+/// librdkafka's `RD_KAFKA_RESP_ERR__BAD_MSG`, for records whose header
+/// block does not decode.
+const ERR_BAD_MSG: i32 = -199;
+/// Opaque layout: client slot in the high 16 bits, ring offset (< 2^30)
+/// below; the full stream position is rebuilt from the consumer's window.
+const SLOT_SHIFT: u32 = 48;
+const OFFSET_MASK: u64 = (1 << SLOT_SHIFT) - 1;
+/// Longest sleep when nothing at all is happening; bounds how long a newly
+/// assigned client waits for its first drain.
+const IDLE_PARK: Duration = Duration::from_millis(20);
+/// Poll interval for delivery reports while records are in flight.
+const INFLIGHT_POLL: Duration = Duration::from_millis(1);
+
+/// Settings of a drain thread.
+#[derive(Debug, Clone)]
+pub struct DrainOptions {
+    /// Index, for names and logs.
+    pub index: usize,
+    /// CPU to pin to.
+    pub cpu: Option<usize>,
+    /// Busy-poll budget before parking.
+    pub spin: Duration,
+    /// Records per ring per pass.
+    pub batch_per_ring: usize,
+    /// Time a graceful stop may spend flushing.
+    pub shutdown_timeout: Duration,
+}
+
+/// Counters shared with status, metrics and the watchdog.
+#[derive(Debug, Default)]
+pub struct DrainStats {
+    /// Loop iterations; stops moving if the thread wedges.
+    pub heartbeat: AtomicU64,
+    /// Records handed to librdkafka.
+    pub produced: AtomicU64,
+    /// Records acknowledged.
+    pub delivered: AtomicU64,
+    /// Records failed permanently.
+    pub failed: AtomicU64,
+}
+
+/// What the drain thread knows about one ring.
+struct Ring {
+    client: Arc<Client>,
+    consumer: RingConsumer,
+    /// Topic handles by client topic id.
+    topics: Vec<Option<Arc<Topic>>>,
+    topics_version: u64,
+    /// Records handed to librdkafka and not yet reported.
+    in_flight: usize,
+    /// Set when the ring holds garbage: the client is no longer drained.
+    quarantined: Option<String>,
+    /// On shutdown: drain up to here, leave the rest for the next daemon.
+    stop_at: Option<u64>,
+}
+
+/// One drain thread's state. Field order matters: the producer and its
+/// topic handles (which reference ring memory through in-flight records)
+/// are dropped before the rings are unmapped.
+pub struct DrainThread {
+    producer: Producer,
+    topic_handles: HashMap<Arc<str>, Arc<Topic>>,
+    rings: Vec<Option<Ring>>,
+    inbox: Receiver<Arc<Client>>,
+    registry: Arc<Registry>,
+    stopping: Arc<AtomicBool>,
+    stats: Arc<DrainStats>,
+    options: DrainOptions,
+    reports: Vec<DeliveryReport>,
+}
+
+impl DrainThread {
+    /// A drain thread with its own producer.
+    pub fn new(
+        kafka: &KafkaConfig,
+        producer_options: ProducerOptions,
+        options: DrainOptions,
+        inbox: Receiver<Arc<Client>>,
+        registry: Arc<Registry>,
+        stopping: Arc<AtomicBool>,
+        stats: Arc<DrainStats>,
+    ) -> Result<Self, crate::kafka::KafkaError> {
+        Ok(Self {
+            producer: Producer::new(kafka, producer_options)?,
+            topic_handles: HashMap::new(),
+            rings: Vec::new(),
+            inbox,
+            registry,
+            stopping,
+            stats,
+            options,
+            reports: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Runs until stopped, then flushes within the shutdown budget.
+    pub fn run(mut self) {
+        if let Some(cpu) = self.options.cpu {
+            pin_to(cpu);
+        }
+        let mut idle_since: Option<Instant> = None;
+        while !self.stopping.load(Ordering::Acquire) {
+            self.stats.heartbeat.fetch_add(1, Ordering::Relaxed);
+            self.accept_new_clients();
+            let produced = self.drain_rings();
+            let reported = self.serve_reports(Duration::ZERO);
+            self.retire_finished_clients();
+            if produced + reported > 0 {
+                idle_since = None;
+                continue;
+            }
+            let since = *idle_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < self.options.spin {
+                std::hint::spin_loop();
+                continue;
+            }
+            self.wait_for_work();
+        }
+        self.shut_down();
+    }
+
+    fn accept_new_clients(&mut self) {
+        while let Ok(client) = self.inbox.try_recv() {
+            let consumer = match client.segment.consumer() {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(client = client.id, error = %e, "ring cursors corrupted; client not drained");
+                    self.registry.remove(client.id);
+                    continue;
+                }
+            };
+            let ring = Ring {
+                client,
+                consumer,
+                topics: Vec::new(),
+                topics_version: u64::MAX,
+                in_flight: 0,
+                quarantined: None,
+                stop_at: None,
+            };
+            match self.rings.iter().position(Option::is_none) {
+                Some(i) => self.rings[i] = Some(ring),
+                None if self.rings.len() < (1 << 16) => self.rings.push(Some(ring)),
+                None => {
+                    error!(
+                        client = ring.client.id,
+                        "drain thread has 65536 rings; client not drained"
+                    );
+                    self.registry.remove(ring.client.id);
+                }
+            }
+        }
+    }
+
+    /// One pass over all rings; returns records handed to librdkafka.
+    fn drain_rings(&mut self) -> usize {
+        let mut total = 0;
+        for slot in 0..self.rings.len() {
+            match self.drain_ring(slot) {
+                Ok(n) => total += n,
+                Err(QueueFull) => {
+                    // librdkafka's queue is full: serve delivery reports
+                    // (which frees queue space) and come back later.
+                    self.serve_reports(INFLIGHT_POLL);
+                    break;
+                }
+            }
+        }
+        total
+    }
+
+    fn drain_ring(&mut self, slot: usize) -> Result<usize, QueueFull> {
+        let Some(ring) = self.rings[slot].as_mut() else {
+            return Ok(0);
+        };
+        if ring.quarantined.is_some() {
+            return Ok(0);
+        }
+        refresh_topics(ring, &self.producer, &mut self.topic_handles);
+        let offset_mask = ring.consumer.capacity() as u64 - 1;
+        let mut produced = 0;
+        let mut full = false;
+        while produced < self.options.batch_per_ring {
+            if ring
+                .stop_at
+                .is_some_and(|stop| ring.consumer.drain_pos() >= stop)
+            {
+                break;
+            }
+            let step = {
+                let view = match ring.consumer.peek() {
+                    Ok(Some(view)) => view,
+                    Ok(None) => break,
+                    Err(e) => {
+                        error!(client = ring.client.id, name = %ring.client.name, error = %e,
+                            "garbage in ring; client quarantined (its records after this point are not delivered)");
+                        ring.quarantined = Some(e.to_string());
+                        break;
+                    }
+                };
+                let seq = view.seq();
+                match ring
+                    .topics
+                    .get(view.topic_id() as usize)
+                    .and_then(Option::as_ref)
+                {
+                    None => Step::Fail(seq, ERR_UNKNOWN_TOPIC),
+                    Some(topic) => {
+                        let headers: Result<Vec<(&[u8], Option<&[u8]>)>, _> = view
+                            .headers()
+                            .map(|h| h.map(|h| (h.name, h.value)))
+                            .collect();
+                        match headers {
+                            Err(_) => Step::Fail(seq, ERR_BAD_MSG),
+                            Ok(headers) => {
+                                let message = OutgoingMessage {
+                                    partition: view.partition(),
+                                    key: view.key(),
+                                    value: view.value(),
+                                    timestamp_ms: view.timestamp_ms(),
+                                    headers: &headers,
+                                    opaque: (((slot as u64) << SLOT_SHIFT) | (seq & offset_mask))
+                                        as usize,
+                                };
+                                #[allow(unsafe_code)]
+                                // SAFETY: the value points into this client's
+                                // ring mapping. On Ok we `advance` below, so
+                                // the record stays in flight: the consumer
+                                // neither releases nor lets producers reuse
+                                // its bytes until we `mark` it from its
+                                // delivery report. The mapping (owned by
+                                // `ring.client.segment`) outlives the
+                                // producer: rings are retired only with
+                                // `in_flight == 0`, and `DrainThread` drops
+                                // the producer before the rings. A hostile
+                                // client may change the bytes under
+                                // librdkafka; that garbles only its own record.
+                                let result =
+                                    unsafe { self.producer.produce_borrowed(topic, &message) };
+                                match result {
+                                    Ok(()) => Step::Produced,
+                                    Err(ProduceError::QueueFull { .. }) => Step::QueueFull,
+                                    Err(e) => {
+                                        warn!(client = ring.client.id, seq, error = %e, "record refused by librdkafka");
+                                        Step::Fail(seq, e.code().raw())
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            };
+            match step {
+                Step::Produced => {
+                    ring.consumer.advance();
+                    ring.in_flight += 1;
+                    produced += 1;
+                }
+                Step::Fail(seq, code) => fail_now(ring, seq, code, &self.stats),
+                Step::QueueFull => {
+                    full = true;
+                    break;
+                }
+            }
+        }
+        self.stats
+            .produced
+            .fetch_add(produced as u64, Ordering::Relaxed);
+        ring.client
+            .counters
+            .produced
+            .fetch_add(produced as u64, Ordering::Relaxed);
+        if full {
+            Err(QueueFull)
+        } else {
+            Ok(produced)
+        }
+    }
+
+    /// Serves delivery reports: marks records, pushes failures, releases.
+    fn serve_reports(&mut self, timeout: Duration) -> usize {
+        self.reports.clear();
+        let n = self.producer.poll(timeout, &mut self.reports);
+        for report in self.reports.drain(..) {
+            let slot = (report.opaque as u64 >> SLOT_SHIFT) as usize;
+            let Some(ring) = self.rings.get_mut(slot).and_then(Option::as_mut) else {
+                error!(
+                    opaque = report.opaque,
+                    "delivery report for an unknown ring"
+                );
+                continue;
+            };
+            let window_start = ring.consumer.released_pos();
+            let mask = ring.consumer.capacity() as u64 - 1;
+            let offset = report.opaque as u64 & OFFSET_MASK;
+            let seq = window_start + (offset.wrapping_sub(window_start) & mask);
+            ring.in_flight = ring.in_flight.saturating_sub(1);
+            match report.result {
+                Ok(()) => {
+                    ring.consumer.mark(seq, Delivery::Delivered);
+                    ring.client
+                        .counters
+                        .delivered
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(code) if is_shutdown_purge(code) => {
+                    // Purged at shutdown: left unmarked, the record stays in
+                    // the ring and the next daemon sends it.
+                }
+                Err(code) => {
+                    warn!(client = ring.client.id, seq, error = %code.name(), persisted = ?report.status,
+                        "delivery failed permanently");
+                    ring.consumer.mark(seq, Delivery::Failed);
+                    push_failure(ring, seq, code, report.status);
+                    ring.client.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        for ring in self.rings.iter_mut().flatten() {
+            ring.consumer.release();
+        }
+        n
+    }
+
+    /// Drops rings whose client is gone and whose records are all finished.
+    fn retire_finished_clients(&mut self) {
+        for slot in self.rings.iter_mut() {
+            let Some(ring) = slot.as_mut() else { continue };
+            if !ring.client.is_disconnected() || ring.in_flight > 0 {
+                continue;
+            }
+            let (tail, _) = ring.client.segment.cursors();
+            if ring.consumer.drain_pos() < tail && ring.quarantined.is_none() {
+                // Something is still claimed. Once the process is gone, a
+                // claim it never committed is a hole we may pad over.
+                if ring.client.process_exited() {
+                    match ring.consumer.unblock() {
+                        Ok(true) => info!(
+                            client = ring.client.id,
+                            "padded over a record the dead client never committed"
+                        ),
+                        Ok(false) => {}
+                        Err(e) => ring.quarantined = Some(e.to_string()),
+                    }
+                }
+                continue;
+            }
+            info!(client = ring.client.id, name = %ring.client.name,
+                delivered = ring.client.counters.delivered.load(Ordering::Relaxed),
+                "client gone and its ring drained; segment released");
+            self.registry.remove(ring.client.id);
+            *slot = None;
+        }
+    }
+
+    fn wait_for_work(&mut self) {
+        let in_flight: usize = self.rings.iter().flatten().map(|r| r.in_flight).sum();
+        if in_flight > 0 {
+            // Delivery reports are due: block in librdkafka, which wakes on
+            // the first report; new ring records wait at most this long.
+            self.serve_reports(INFLIGHT_POLL);
+            return;
+        }
+        let consumers: Vec<&RingConsumer> = self
+            .rings
+            .iter()
+            .flatten()
+            .filter(|r| r.quarantined.is_none())
+            .map(|r| &r.consumer)
+            .collect();
+        shmkafka_ringbuf::park_any(&consumers, IDLE_PARK);
+    }
+
+    /// Graceful stop: deliver what was committed before the stop, within the
+    /// budget; whatever is left stays unreleased in the rings.
+    fn shut_down(mut self) {
+        let deadline = Instant::now() + self.options.shutdown_timeout;
+        for ring in self.rings.iter_mut().flatten() {
+            ring.stop_at = Some(ring.client.segment.cursors().0);
+        }
+        loop {
+            self.accept_new_clients();
+            let produced = self.drain_rings();
+            self.serve_reports(INFLIGHT_POLL);
+            let in_flight: usize = self.rings.iter().flatten().map(|r| r.in_flight).sum();
+            let pending = self.rings.iter().flatten().any(|r| {
+                r.quarantined.is_none()
+                    && r.stop_at.is_some_and(|stop| r.consumer.drain_pos() < stop)
+            });
+            if (in_flight == 0 && !pending && produced == 0) || Instant::now() >= deadline {
+                break;
+            }
+        }
+        let left: usize = self.rings.iter().flatten().map(|r| r.in_flight).sum();
+        if left > 0 {
+            warn!(records = left, "shutdown budget spent; unacknowledged records stay in the rings for the next start");
+            let _ = self
+                .producer
+                .purge(crate::kafka::PurgeScope::QueuedAndInFlight);
+            self.serve_reports(Duration::from_millis(100));
+        }
+        info!(drain = self.options.index, "drain thread stopped");
+        // Producer and topic handles go first (field order), then the rings.
+    }
+}
+
+/// librdkafka's queue was full.
+struct QueueFull;
+
+/// What became of one peeked record.
+enum Step {
+    /// Handed to librdkafka.
+    Produced,
+    /// Failed before reaching librdkafka, with this error code.
+    Fail(u64, i32),
+    /// librdkafka's queue is full; try again after serving reports.
+    QueueFull,
+}
+
+fn refresh_topics(
+    ring: &mut Ring,
+    producer: &Producer,
+    handles: &mut HashMap<Arc<str>, Arc<Topic>>,
+) {
+    let version = ring.client.topics_version();
+    if version == ring.topics_version {
+        return;
+    }
+    ring.topics_version = version;
+    ring.topics = ring
+        .client
+        .topics()
+        .into_iter()
+        .map(|name| {
+            let name = name?;
+            if let Some(handle) = handles.get(&name) {
+                return Some(Arc::clone(handle));
+            }
+            match producer.topic(&name) {
+                Ok(topic) => {
+                    let topic = Arc::new(topic);
+                    handles.insert(name, Arc::clone(&topic));
+                    Some(topic)
+                }
+                Err(e) => {
+                    warn!(topic = %name, error = %e, "cannot create topic handle");
+                    None
+                }
+            }
+        })
+        .collect();
+}
+
+/// Fails the record just peeked without handing it to librdkafka.
+fn fail_now(ring: &mut Ring, seq: u64, code: i32, stats: &DrainStats) {
+    ring.consumer.advance();
+    ring.consumer.mark(seq, Delivery::Failed);
+    push_failure(
+        ring,
+        seq,
+        KafkaErrorCode::from_raw(code),
+        Persistence::NotPersisted,
+    );
+    ring.client.counters.failed.fetch_add(1, Ordering::Relaxed);
+    stats.failed.fetch_add(1, Ordering::Relaxed);
+}
+
+fn push_failure(ring: &Ring, seq: u64, code: KafkaErrorCode, status: Persistence) {
+    let persistence = match status {
+        Persistence::NotPersisted => 0,
+        Persistence::PossiblyPersisted => 1,
+        Persistence::Persisted => 2,
+    };
+    let failure = Failure {
+        seq,
+        code: code.raw(),
+        persistence,
+    };
+    if !ring.consumer.push_failure(failure) {
+        warn!(
+            client = ring.client.id,
+            seq, "client's failure queue is full; failure counted as overflowed"
+        );
+    }
+}
+
+fn is_shutdown_purge(code: KafkaErrorCode) -> bool {
+    // _PURGE_QUEUE (-152) and _PURGE_INFLIGHT (-151).
+    matches!(code.raw(), -152 | -151)
+}
+
+fn pin_to(cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    if set.set(cpu).is_ok() {
+        if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set) {
+            warn!(cpu, error = %e, "cannot pin drain thread");
+        }
+    }
+}

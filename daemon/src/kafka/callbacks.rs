@@ -1,0 +1,172 @@
+//! The state librdkafka's poll-served callbacks write into, and those
+//! callbacks (delivery report, error, statistics).
+//!
+//! librdkafka runs these three on the thread that calls `rd_kafka_poll` or
+//! `rd_kafka_flush` (we enable no background queue), so they only collect
+//! data: nothing here calls back into the daemon's code while it is inside a
+//! `Producer` method.
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use rdkafka_sys::bindings as rd;
+
+use super::delivery::DeliveryReport;
+use super::error::KafkaErrorCode;
+use super::handle::{errstr_to_string, ERRSTR_LEN};
+
+/// Shared with librdkafka through `rd_kafka_conf_set_opaque`; boxed so its
+/// address is stable, and dropped only after `rd_kafka_destroy` returned.
+#[derive(Default)]
+pub(crate) struct CallbackState {
+    /// Reports collected by `dr_msg_cb`, moved out by `Producer::poll`. A
+    /// mutex rather than a cell so `Producer` can be `Sync` soundly; it is
+    /// uncontended when one thread polls, as the daemon does.
+    reports: Mutex<Vec<DeliveryReport>>,
+    /// The latest `statistics.interval.ms` JSON document.
+    statistics: Mutex<Option<String>>,
+    /// Error callbacks seen, for tests and metrics.
+    errors_seen: AtomicU64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these locks cannot leave the data inconsistent
+    // (pushes and swaps only), and a callback must never panic across FFI.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl CallbackState {
+    /// Moves every collected report to the end of `out`; returns how many.
+    pub(crate) fn take_reports(&self, out: &mut Vec<DeliveryReport>) -> usize {
+        let mut reports = lock(&self.reports);
+        let n = reports.len();
+        out.append(&mut reports);
+        n
+    }
+
+    pub(crate) fn statistics(&self) -> Option<String> {
+        lock(&self.statistics).clone()
+    }
+
+    pub(crate) fn errors_seen(&self) -> u64 {
+        self.errors_seen.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn as_opaque(&self) -> *mut c_void {
+        (self as *const Self).cast_mut().cast()
+    }
+
+    /// # Safety
+    /// `opaque` must be the pointer given to `rd_kafka_conf_set_opaque`, i.e.
+    /// from [`CallbackState::as_opaque`] on a state that is still alive.
+    unsafe fn from_opaque<'a>(opaque: *mut c_void) -> &'a Self {
+        // SAFETY: per the contract the pointer came from `as_opaque` on a
+        // live, boxed state; we only create shared references to it.
+        unsafe { &*opaque.cast::<Self>() }
+    }
+}
+
+/// `dr_msg_cb`.
+///
+/// # Safety
+/// Called by librdkafka only, with the opaque of a live [`CallbackState`] and
+/// a message valid for the call.
+pub(crate) unsafe extern "C" fn dr_msg_cb(
+    _rk: *mut rd::rd_kafka_t,
+    msg: *const rd::rd_kafka_message_t,
+    opaque: *mut c_void,
+) {
+    // SAFETY: librdkafka passes back the opaque we configured, whose state
+    // outlives the client (see `CallbackState`).
+    let state = unsafe { CallbackState::from_opaque(opaque) };
+    // SAFETY: msg is valid for the duration of the callback.
+    let report = unsafe { DeliveryReport::from_native(msg) };
+    lock(&state.reports).push(report);
+}
+
+extern "C" {
+    // The bindings return the bindgen enum; the underlying fatal error can be
+    // a broker code the enum does not know, so read it as the raw int.
+    #[link_name = "rd_kafka_fatal_error"]
+    fn rd_kafka_fatal_error_raw(
+        rk: *mut rd::rd_kafka_t,
+        errstr: *mut c_char,
+        errstr_size: usize,
+    ) -> i32;
+}
+
+/// The fatal error raised on `rk`, if any.
+///
+/// # Safety
+/// `rk` must be a live handle.
+pub(crate) unsafe fn fatal_error(rk: *mut rd::rd_kafka_t) -> Option<(KafkaErrorCode, String)> {
+    let mut errstr = [0 as c_char; ERRSTR_LEN];
+    // SAFETY: rk is live (caller contract); errstr is writable for its length.
+    let code = KafkaErrorCode::from_raw(unsafe {
+        rd_kafka_fatal_error_raw(rk, errstr.as_mut_ptr(), errstr.len())
+    });
+    (!code.is_ok()).then(|| (code, errstr_to_string(&errstr)))
+}
+
+/// `error_cb`: librdkafka reports client-level errors here (all brokers
+/// down, authentication, fatal). Most are informational because librdkafka
+/// recovers by itself; a fatal one means the instance is finished.
+///
+/// # Safety
+/// Called by librdkafka only, with a live `rk`, the opaque of a live
+/// [`CallbackState`], and `reason` NULL or NUL-terminated.
+pub(crate) unsafe extern "C" fn error_cb(
+    rk: *mut rd::rd_kafka_t,
+    err: c_int,
+    reason: *const c_char,
+    opaque: *mut c_void,
+) {
+    // SAFETY: as in `dr_msg_cb`.
+    let state = unsafe { CallbackState::from_opaque(opaque) };
+    state.errors_seen.fetch_add(1, Ordering::Relaxed);
+    let code = KafkaErrorCode::from_raw(err);
+    let reason = if reason.is_null() {
+        String::new()
+    } else {
+        // SAFETY: non-NULL and NUL-terminated for the callback's duration.
+        unsafe { CStr::from_ptr(reason) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    if code.known() == Some(rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__FATAL) {
+        // SAFETY: rk is live during the callback.
+        let (fatal_code, fatal_reason) =
+            unsafe { fatal_error(rk) }.unwrap_or((code, reason.clone()));
+        tracing::error!(
+            target: super::log::LOG_TARGET,
+            code = %fatal_code.name(),
+            reason = %fatal_reason,
+            "fatal librdkafka error: this producer instance must be replaced"
+        );
+    } else {
+        tracing::warn!(target: super::log::LOG_TARGET, code = %code.name(), %reason, "librdkafka error");
+    }
+}
+
+/// `stats_cb`: keeps the latest JSON document.
+///
+/// # Safety
+/// Called by librdkafka only, with the opaque of a live [`CallbackState`] and
+/// `json` valid for `json_len` bytes.
+pub(crate) unsafe extern "C" fn stats_cb(
+    _rk: *mut rd::rd_kafka_t,
+    json: *mut c_char,
+    json_len: usize,
+    opaque: *mut c_void,
+) -> c_int {
+    // SAFETY: as in `dr_msg_cb`.
+    let state = unsafe { CallbackState::from_opaque(opaque) };
+    if !json.is_null() {
+        // SAFETY: json is valid for json_len bytes during the callback.
+        let bytes = unsafe { std::slice::from_raw_parts(json.cast::<u8>(), json_len) };
+        *lock(&state.statistics) = Some(String::from_utf8_lossy(bytes).into_owned());
+    }
+    // 0: we copied the document, librdkafka frees its buffer.
+    0
+}

@@ -1,0 +1,112 @@
+//! Delivery reports: what librdkafka says became of each produced message.
+
+use std::ffi::{c_void, CStr};
+
+use rdkafka_sys::bindings as rd;
+
+use super::error::KafkaErrorCode;
+
+/// Whether a message may have reached the broker's log
+/// (`rd_kafka_message_status`). On failure this decides whether re-producing
+/// risks a duplicate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// Never sent, or the broker answered with an error: re-producing cannot
+    /// duplicate it.
+    NotPersisted,
+    /// Sent without an answer (timeout, connection loss): it may be in the
+    /// log, so re-producing may duplicate it.
+    PossiblyPersisted,
+    /// Acknowledged by the broker.
+    Persisted,
+}
+
+impl Persistence {
+    fn from_native(status: rd::rd_kafka_msg_status_t) -> Self {
+        use rd::rd_kafka_msg_status_t::*;
+        match status {
+            RD_KAFKA_MSG_STATUS_NOT_PERSISTED => Self::NotPersisted,
+            RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED => Self::PossiblyPersisted,
+            RD_KAFKA_MSG_STATUS_PERSISTED => Self::Persisted,
+        }
+    }
+}
+
+/// The outcome of one produced message, copied out of librdkafka inside the
+/// delivery-report callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// The `opaque` the message was produced with.
+    pub opaque: usize,
+    /// `Ok` once the broker acknowledged the message (per `acks`).
+    pub result: Result<(), KafkaErrorCode>,
+    /// Whether the message may be in the log; see [`Persistence`].
+    pub status: Persistence,
+    /// The partition it went to (-1 if none was ever chosen).
+    pub partition: i32,
+    /// Its offset in the partition, or -1 (`RD_KAFKA_OFFSET_INVALID`) when
+    /// unknown (failures, `acks=0`).
+    pub offset: i64,
+    /// Microseconds from produce to delivery report, or -1 if unknown.
+    pub latency_us: i64,
+    /// librdkafka's detail for a failure (e.g. the broker's error message),
+    /// when it has one beyond the code.
+    pub error_detail: Option<String>,
+}
+
+impl DeliveryReport {
+    /// Copies the report out of a message handed to `dr_msg_cb`.
+    ///
+    /// # Safety
+    /// `msg` must point to a live `rd_kafka_message_t` given to a delivery
+    /// report callback, for the duration of this call.
+    pub(crate) unsafe fn from_native(msg: *const rd::rd_kafka_message_t) -> Self {
+        // SAFETY: msg is live (caller contract). The err field is read as the
+        // raw int because brokers may return codes the bindgen enum lacks.
+        let raw_err = unsafe { std::ptr::addr_of!((*msg).err).cast::<i32>().read() };
+        let code = KafkaErrorCode::from_raw(raw_err);
+        // SAFETY: msg is live; these are plain field reads.
+        let (partition, offset, opaque) =
+            unsafe { ((*msg).partition, (*msg).offset, (*msg)._private) };
+        // SAFETY: msg is live; both functions only read it.
+        let (status, latency_us) = unsafe {
+            (
+                rd::rd_kafka_message_status(msg),
+                rd::rd_kafka_message_latency(msg),
+            )
+        };
+        let error_detail = if code.is_ok() {
+            None
+        } else {
+            // SAFETY: msg is live; the errstr (or NULL) is owned by it and
+            // copied before the callback returns.
+            let ptr = unsafe { rd::rd_kafka_message_produce_errstr(msg) };
+            (!ptr.is_null()).then(|| {
+                // SAFETY: checked non-NULL; NUL-terminated, owned by msg.
+                unsafe { CStr::from_ptr(ptr) }
+                    .to_string_lossy()
+                    .into_owned()
+            })
+        };
+        Self {
+            opaque: opaque_from_ptr(opaque),
+            result: if code.is_ok() { Ok(()) } else { Err(code) },
+            status: Persistence::from_native(status),
+            partition,
+            offset,
+            latency_us,
+            error_detail,
+        }
+    }
+}
+
+/// The one place a caller's opaque becomes librdkafka's `msg_opaque`; it is
+/// only ever carried, never dereferenced.
+pub(crate) fn opaque_to_ptr(opaque: usize) -> *mut c_void {
+    opaque as *mut c_void
+}
+
+/// The inverse of [`opaque_to_ptr`].
+pub(crate) fn opaque_from_ptr(ptr: *mut c_void) -> usize {
+    ptr as usize
+}

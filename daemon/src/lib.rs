@@ -1,0 +1,17 @@
+//! shmkafkad: drains shared-memory rings written by shmkafka clients into
+//! librdkafka and on to Kafka.
+//!
+//! Unsafe code is confined to `kafka` (librdkafka FFI), `sys` (system calls
+//! nix lacks) and the one by-reference hand-off in `drain`.
+
+#![deny(unsafe_code)]
+
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod drain;
+#[allow(unsafe_code)]
+pub mod kafka;
+pub mod registry;
+pub mod server;
+mod sys;

@@ -1,0 +1,169 @@
+//! `shmkafkad`: parse arguments, set up logging, run the daemon.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use shmkafkad::config::Config;
+use shmkafkad::kafka::MockCluster;
+use tracing::{error, info, warn};
+
+/// Host-local Kafka producer daemon: delivers what local applications write
+/// into shared-memory rings.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Configuration file (TOML).
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Control socket path (overrides daemon.socket_path).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Kafka bootstrap servers (overrides kafka."bootstrap.servers").
+    #[arg(long)]
+    bootstrap_servers: Option<String>,
+    /// librdkafka property, as `kcat -X key=value`; repeatable.
+    #[arg(short = 'X', value_name = "KEY=VALUE")]
+    kafka_property: Vec<String>,
+    /// Demo/test mode: start librdkafka's in-memory mock cluster with N
+    /// brokers in this process and produce to it. Never for production.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1")]
+    embedded_broker: Option<i32>,
+    /// Drain threads (overrides drain.threads).
+    #[arg(long)]
+    drain_threads: Option<usize>,
+    /// Log filter (overrides daemon.log_level), e.g. `debug`.
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Validate the configuration, print it with secrets masked, and exit.
+    #[arg(long)]
+    check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Ask the running daemon for its clients and counters.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Control socket of the daemon.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(Command::Status { json, socket }) = &args.command {
+        return status(socket.clone().or(args.socket.clone()), *json);
+    }
+    let mut config = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("shmkafkad: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    if let Some(socket) = &args.socket {
+        config.daemon.socket_path = socket.clone();
+    }
+    if let Some(servers) = &args.bootstrap_servers {
+        config.set_kafka("bootstrap.servers", servers);
+    }
+    for property in &args.kafka_property {
+        let Some((key, value)) = property.split_once('=') else {
+            eprintln!("shmkafkad: -X {property}: expected KEY=VALUE");
+            return ExitCode::from(2);
+        };
+        config.set_kafka(key, value);
+    }
+    if let Some(threads) = args.drain_threads {
+        config.drain.threads = threads;
+    }
+    if let Some(level) = &args.log_level {
+        config.daemon.log_level = level.clone();
+    }
+    init_logging(&config.daemon.log_level);
+
+    // The embedded cluster must outlive the daemon's producers.
+    let mut _embedded = None;
+    if let Some(brokers) = args.embedded_broker {
+        match MockCluster::new(brokers.max(1)) {
+            Ok(cluster) => {
+                let bootstrap = cluster.bootstrap_servers();
+                warn!(%bootstrap, brokers, "EMBEDDED TEST BROKER: records go to librdkafka's in-memory mock cluster and vanish when shmkafkad exits; not for production");
+                // Printed on stdout so scripts and tests can read it back.
+                println!("embedded-broker bootstrap={bootstrap}");
+                let _ = std::io::stdout().flush();
+                config.set_kafka("bootstrap.servers", &bootstrap);
+                _embedded = Some(cluster);
+            }
+            Err(e) => {
+                error!(error = %e, "cannot start the embedded broker");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Err(e) = config.validate() {
+        eprintln!("shmkafkad: {e}");
+        return ExitCode::from(2);
+    }
+    if args.check_config {
+        print!("{}", config.describe());
+        println!("configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    info!(config = %config.describe().replace('\n', "; "), "starting");
+    match shmkafkad::daemon::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %e, "shmkafkad failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn status(socket: Option<PathBuf>, json: bool) -> ExitCode {
+    use shmkafka_protocol::{
+        connect, recv_message, send_message, ClientMessage, DaemonMessage, StatusRequest,
+    };
+    let result = (|| -> anyhow::Result<String> {
+        let stream = connect(socket.as_deref())?;
+        send_message(
+            &stream,
+            &ClientMessage::StatusRequest(StatusRequest { json }),
+            None,
+        )?;
+        match recv_message::<DaemonMessage>(&stream)?.0 {
+            DaemonMessage::StatusReply(reply) => Ok(reply.body),
+            other => anyhow::bail!("unexpected answer: {other:?}"),
+        }
+    })();
+    match result {
+        Ok(body) => {
+            println!("{body}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("shmkafkad status: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Loom models of the claim / commit / abort / pad / release protocol: two
+//! producer threads and the consumer on a tiny ring, every 4-byte word a
+//! loom atomic (see `memory.rs`), so a missing happens-before edge shows up
+//! as a stale or torn value that the assertions below catch.
+//!
+//! Run with:
+//! `RUSTFLAGS="--cfg loom" cargo test -p shmkafka-ringbuf --release --test loom`
+//! (`LOOM_PREEMPTIONS=N` overrides the preemption bound.)
+//!
+//! Only `WhenFull::Fail` is used: blocking waits use `Instant` and futexes,
+//! which loom does not model; a full ring is retried with a loom yield.
+
+#![cfg(loom)]
+
+use loom::thread;
+use shmkafka_ringbuf::layout::{align_record, RECORD_HEADER_SIZE};
+use shmkafka_ringbuf::{
+    heap_ring, Delivery, Record, RecordSpec, ReserveError, RingConsumer, RingProducer, WhenFull,
+};
+
+/// 128 bytes: two 56-byte records fit, a third needs a release (and, from
+/// position 112, 16 bytes of padding at the wrap).
+const CAP: usize = 128;
+/// Value length of every record: 48 + 8 = 56 bytes, already aligned.
+const VALUE: usize = 8;
+const SPAN: u64 = align_record(RECORD_HEADER_SIZE + VALUE) as u64;
+
+fn check(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    let bound = std::env::var("LOOM_PREEMPTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    builder.preemption_bound = Some(bound);
+    builder.max_branches = 1_000_000;
+    builder.check(f);
+}
+
+fn value(producer: u8, n: u8) -> [u8; VALUE] {
+    [producer, n, 0xA5, 0x5A, producer ^ n, 1, 2, 3]
+}
+
+/// Sends, retrying (with a loom yield) while the ring is full.
+fn send(producer: &RingProducer, v: &[u8; VALUE]) -> u64 {
+    loop {
+        let record = Record {
+            topic_id: u32::from(v[0]),
+            partition: i32::from(v[1]),
+            timestamp_ms: 77,
+            value: Some(v),
+            ..Record::default()
+        };
+        match producer.send(&record, WhenFull::Fail) {
+            Ok(seq) => return seq,
+            Err(ReserveError::Full { .. }) => thread::yield_now(),
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+}
+
+/// Consumes until `released_pos() == until`, marking every record
+/// delivered and releasing after each one; returns the values in order.
+fn consume_until(consumer: &mut RingConsumer, until: u64) -> Vec<(u64, [u8; VALUE])> {
+    let mut got = Vec::new();
+    while consumer.released_pos() < until {
+        let record = match consumer.peek() {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                consumer.release();
+                thread::yield_now();
+                continue;
+            }
+            Err(e) => panic!("consumer saw a corrupt ring: {e}"),
+        };
+        let seq = record.seq();
+        let v: [u8; VALUE] = record
+            .value_to_vec()
+            .expect("non-null value")
+            .try_into()
+            .expect("value length");
+        // Every header field is what the producer wrote, not a stale word.
+        assert_eq!(record.topic_id(), u32::from(v[0]));
+        assert_eq!(record.partition(), i32::from(v[1]));
+        assert_eq!(record.timestamp_ms(), 77);
+        assert_eq!(record.key_len(), None);
+        assert_eq!(v, value(v[0], v[1]), "torn or stale payload");
+        consumer.advance();
+        assert!(consumer.mark(seq, Delivery::Delivered));
+        consumer.release();
+        got.push((seq, v));
+    }
+    got
+}
+
+#[test]
+fn two_producers_claim_and_commit() {
+    check(|| {
+        let (producer, mut consumer) = heap_ring(CAP);
+        let handles: Vec<_> = (1..=2u8)
+            .map(|p| {
+                let producer = producer.clone();
+                thread::spawn(move || send(&producer, &value(p, 0)))
+            })
+            .collect();
+        let got = consume_until(&mut consumer, 2 * SPAN);
+        let seqs: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(got.len(), 2);
+        for (seq, v) in got {
+            assert_eq!(seqs[usize::from(v[0]) - 1], seq);
+        }
+        assert_eq!(producer.tail(), 2 * SPAN);
+        assert_eq!(producer.released(), 2 * SPAN);
+    });
+}
+
+#[test]
+fn abort_is_skipped_and_reclaimed() {
+    check(|| {
+        let (producer, mut consumer) = heap_ring(CAP);
+        let aborter = {
+            let producer = producer.clone();
+            thread::spawn(move || {
+                let spec = RecordSpec {
+                    value_len: Some(VALUE),
+                    ..RecordSpec::default()
+                };
+                let mut slot = producer.reserve(&spec, WhenFull::Fail).unwrap();
+                slot.write_value(&value(9, 9));
+                // Dropped without commit: becomes an aborted record.
+            })
+        };
+        let sender = {
+            let producer = producer.clone();
+            thread::spawn(move || send(&producer, &value(1, 0)))
+        };
+        let got = consume_until(&mut consumer, 2 * SPAN);
+        aborter.join().unwrap();
+        let seq = sender.join().unwrap();
+        assert_eq!(got, [(seq, value(1, 0))]);
+        assert_eq!(producer.aborted(), 1);
+        assert_eq!(producer.released(), producer.tail());
+    });
+}
+
+#[test]
+fn padding_at_the_wrap_under_contention() {
+    check(|| {
+        let (producer, mut consumer) = heap_ring(CAP);
+        // Move both cursors to 56: one of the next two claims fits before
+        // the end (56..112), the other pads 112..128 and starts at 128.
+        send(&producer, &value(0, 0));
+        consume_until(&mut consumer, SPAN);
+        let handles: Vec<_> = (1..=2u8)
+            .map(|p| {
+                let producer = producer.clone();
+                thread::spawn(move || send(&producer, &value(p, 0)))
+            })
+            .collect();
+        let end = SPAN + SPAN + (CAP as u64 - 2 * SPAN) + SPAN;
+        let got = consume_until(&mut consumer, end);
+        let mut seqs: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, [SPAN, CAP as u64]);
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), seqs);
+        assert_eq!(producer.tail(), end);
+    });
+}
+
+#[test]
+fn released_space_is_reused() {
+    check(|| {
+        let (producer, mut consumer) = heap_ring(CAP);
+        // Three records in a ring that holds two: the third one's claim
+        // needs space the consumer released (and zeroed) concurrently.
+        let first = {
+            let producer = producer.clone();
+            thread::spawn(move || {
+                let a = send(&producer, &value(1, 0));
+                let b = send(&producer, &value(1, 1));
+                (a, b)
+            })
+        };
+        let second = {
+            let producer = producer.clone();
+            thread::spawn(move || send(&producer, &value(2, 0)))
+        };
+        // 56 + 56, then the third needs 16 of padding + 56.
+        let end = 3 * SPAN + (CAP as u64 - 2 * SPAN);
+        let got = consume_until(&mut consumer, end);
+        let (a, b) = first.join().unwrap();
+        let c = second.join().unwrap();
+        assert!(a < b, "per-producer order");
+        let mut expected = vec![(a, value(1, 0)), (b, value(1, 1)), (c, value(2, 0))];
+        expected.sort_unstable();
+        assert_eq!(got, expected);
+        assert_eq!(producer.released(), producer.tail());
+    });
+}

@@ -1,0 +1,25 @@
+//! Test brokers and a verifying consumer for shmkafka's integration tests and
+//! benchmarks.
+//!
+//! - [`MockBrokerProcess`]: the `shmkafka-mock-broker` binary (librdkafka's
+//!   mock cluster) in a child process, so tests can kill it or outlive it.
+//! - [`Tansu`]: the tansu broker (a real Kafka-protocol broker with SQLite
+//!   storage) in a child process, when it is installed.
+//! - [`consume_all`]: reads back what actually arrived at a broker.
+//!
+//! Every child process is killed when its handle drops.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod consume;
+mod error;
+mod mock_broker;
+mod process;
+mod tansu;
+
+pub use consume::{consume_all, consume_all_with, ConsumeOptions, ConsumedRecord};
+pub use error::TestkitError;
+pub use mock_broker::{MockBrokerProcess, MOCK_BROKER_BIN, MOCK_BROKER_BIN_ENV};
+pub use process::{free_port, locate_binary, report_skip, unique_name};
+pub use tansu::{Tansu, TANSU_BIN_ENV};
