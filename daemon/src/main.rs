@@ -30,6 +30,11 @@ struct Args {
     /// brokers in this process and produce to it. Never for production.
     #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1")]
     embedded_broker: Option<i32>,
+    /// With --embedded-broker: create topic NAME with PARTITIONS partitions
+    /// (default 4) up front; repeatable. The mock cluster keeps at most
+    /// 100,000 records or 5 MB per partition, so spread large demos wide.
+    #[arg(long, value_name = "NAME[:PARTITIONS]")]
+    embedded_topic: Vec<String>,
     /// Drain threads (overrides drain.threads).
     #[arg(long)]
     drain_threads: Option<usize>,
@@ -97,6 +102,20 @@ fn main() -> ExitCode {
     if let Some(brokers) = args.embedded_broker {
         match MockCluster::new(brokers.max(1)) {
             Ok(cluster) => {
+                for spec in &args.embedded_topic {
+                    let (name, partitions) = match spec.split_once(':') {
+                        Some((name, n)) => (name, n.parse().unwrap_or(0)),
+                        None => (spec.as_str(), 4),
+                    };
+                    if partitions < 1 {
+                        eprintln!("shmkafkad: --embedded-topic {spec}: partitions must be a positive number");
+                        return ExitCode::from(2);
+                    }
+                    if let Err(e) = cluster.create_topic(name, partitions, 1) {
+                        error!(topic = name, error = %e, "cannot create embedded topic");
+                        return ExitCode::FAILURE;
+                    }
+                }
                 let bootstrap = cluster.bootstrap_servers();
                 warn!(%bootstrap, brokers, "EMBEDDED TEST BROKER: records go to librdkafka's in-memory mock cluster and vanish when shmkafkad exits; not for production");
                 // Printed on stdout so scripts and tests can read it back.
