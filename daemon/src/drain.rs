@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 
 use crate::client::Client;
 use crate::kafka::{
-    DeliveryReport, KafkaConfig, KafkaErrorCode, OutgoingMessage, Persistence, ProduceError,
+    DeliveryReport, Header, KafkaConfig, KafkaErrorCode, OutgoingMessage, Persistence, ProduceError,
     Producer, ProducerOptions, Topic,
 };
 use crate::registry::Registry;
@@ -234,7 +234,7 @@ impl DrainThread {
                 {
                     None => Step::Fail(seq, ERR_UNKNOWN_TOPIC),
                     Some(topic) => {
-                        let headers: Result<Vec<(&[u8], Option<&[u8]>)>, _> = view
+                        let headers: Result<Vec<Header<'_>>, _> = view
                             .headers()
                             .map(|h| h.map(|h| (h.name, h.value)))
                             .collect();
