@@ -1,6 +1,6 @@
 //! The `shmkafka-mock-broker` binary in a child process.
 
-use std::io::BufReader;
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
@@ -25,8 +25,8 @@ pub struct MockBrokerProcess {
     bootstrap: String,
     /// Held open: the child exits when its stdin closes, which is how it
     /// follows a test process that dies without running destructors.
-    _stdin: ChildStdin,
-    _stdout: BufReader<ChildStdout>,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
 }
 
 impl MockBrokerProcess {
@@ -81,8 +81,8 @@ impl MockBrokerProcess {
         Ok(Self {
             bootstrap: bootstrap.to_owned(),
             child: guard,
-            _stdin: stdin,
-            _stdout: stdout,
+            stdin,
+            stdout,
         })
     }
 
@@ -94,6 +94,58 @@ impl MockBrokerProcess {
     /// The child's process id (for `kill -9` style tests).
     pub fn pid(&self) -> u32 {
         self.child.pid()
+    }
+
+    /// Sends one fault-injection command (see the binary's docs) and waits
+    /// for its answer.
+    pub fn command(&mut self, line: &str) -> Result<(), TestkitError> {
+        let fail = |detail: String| TestkitError::Child {
+            what: MOCK_BROKER_BIN.into(),
+            detail,
+        };
+        writeln!(self.stdin, "{line}").map_err(|e| fail(format!("writing {line:?}: {e}")))?;
+        self.stdin
+            .flush()
+            .map_err(|e| fail(format!("writing {line:?}: {e}")))?;
+        let mut answer = String::new();
+        self.stdout
+            .read_line(&mut answer)
+            .map_err(|e| fail(format!("reading the answer to {line:?}: {e}")))?;
+        match answer.trim() {
+            "ok" => Ok(()),
+            other => Err(fail(format!("{line:?} -> {other:?}"))),
+        }
+    }
+
+    /// Takes broker `id` (1-based) down: connections refused until `set_broker_up`.
+    pub fn set_broker_down(&mut self, id: i32) -> Result<(), TestkitError> {
+        self.command(&format!("down {id}"))
+    }
+
+    /// Brings broker `id` back.
+    pub fn set_broker_up(&mut self, id: i32) -> Result<(), TestkitError> {
+        self.command(&format!("up {id}"))
+    }
+
+    /// Makes broker `id` answer every request `rtt` late.
+    pub fn set_rtt(&mut self, id: i32, rtt: Duration) -> Result<(), TestkitError> {
+        self.command(&format!("rtt {id} {}", rtt.as_millis()))
+    }
+
+    /// Fails the next requests of `api_key` with `codes`, one per request.
+    pub fn push_request_errors(&mut self, api_key: i16, codes: &[i32]) -> Result<(), TestkitError> {
+        let list: Vec<String> = codes.iter().map(i32::to_string).collect();
+        self.command(&format!("errors {api_key} {}", list.join(",")))
+    }
+
+    /// Moves the leadership of `topic`/`partition` to broker `id`.
+    pub fn set_partition_leader(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        id: i32,
+    ) -> Result<(), TestkitError> {
+        self.command(&format!("leader {topic} {partition} {id}"))
     }
 
     /// Kills the broker now (SIGKILL); all its data is gone.

@@ -3,7 +3,7 @@
 //! until SIGTERM/SIGINT or until stdin closes (so a dying parent takes it
 //! down).
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::sync::mpsc;
 
 use anyhow::Context;
@@ -52,14 +52,105 @@ fn main() -> anyhow::Result<()> {
         "in-memory TEST broker (librdkafka mock cluster): not for production, all data is lost on exit"
     );
 
-    let reason = wait_for_stop(args.ignore_stdin)?;
+    let reason = if args.ignore_stdin {
+        wait_for_stop()?
+    } else {
+        serve_commands(&cluster, &mut stdout)?
+    };
     tracing::info!(reason, "stopping mock broker");
     drop(cluster);
     Ok(())
 }
 
+/// Fault injection for tests running the broker in its own process: one
+/// command per stdin line, answered with `ok` or `error: ...` on stdout.
+/// EOF on stdin (the parent is gone) or a signal stops the broker.
+///
+/// ```text
+/// down BROKER_ID | up BROKER_ID | rtt BROKER_ID MILLIS
+/// errors API_KEY CODE[,CODE...] | clear-errors API_KEY
+/// topic-error TOPIC CODE | leader TOPIC PARTITION BROKER_ID
+/// ```
+fn serve_commands(cluster: &MockCluster, out: &mut impl Write) -> anyhow::Result<&'static str> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(SIGTERM, std::sync::Arc::clone(&stop))?;
+    signal_hook::flag::register(SIGINT, std::sync::Arc::clone(&stop))?;
+    let (tx, rx) = mpsc::channel::<Option<String>>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            match line {
+                Ok(line) => {
+                    if tx.send(Some(line)).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(None);
+    });
+    loop {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok("signal");
+        }
+        match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(Some(line)) => {
+                let answer = match run_command(cluster, &line) {
+                    Ok(()) => "ok".to_owned(),
+                    Err(e) => format!("error: {e:#}"),
+                };
+                writeln!(out, "{answer}")?;
+                out.flush()?;
+            }
+            Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => return Ok("stdin closed"),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    }
+}
+
+fn run_command(cluster: &MockCluster, line: &str) -> anyhow::Result<()> {
+    use shmkafkad::kafka::KafkaErrorCode;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let int = |i: usize| -> anyhow::Result<i32> {
+        words
+            .get(i)
+            .context("missing argument")?
+            .parse()
+            .context("not a number")
+    };
+    match words.first().copied() {
+        Some("down") => cluster.set_broker_down(int(1)?)?,
+        Some("up") => cluster.set_broker_up(int(1)?)?,
+        Some("rtt") => {
+            cluster.set_rtt(int(1)?, std::time::Duration::from_millis(int(2)? as u64))?
+        }
+        Some("errors") => {
+            let codes = words
+                .get(2)
+                .context("missing codes")?
+                .split(',')
+                .map(|c| c.parse().map(KafkaErrorCode::from_raw))
+                .collect::<Result<Vec<_>, _>>()
+                .context("codes must be numbers")?;
+            cluster.push_request_errors(int(1)? as i16, &codes);
+        }
+        Some("clear-errors") => cluster.clear_request_errors(int(1)? as i16),
+        Some("topic-error") => cluster.set_topic_error(
+            words.get(1).context("missing topic")?,
+            KafkaErrorCode::from_raw(int(2)?),
+        )?,
+        Some("leader") => cluster.partition_set_leader(
+            words.get(1).context("missing topic")?,
+            int(2)?,
+            int(3)?,
+        )?,
+        other => anyhow::bail!("unknown command {other:?}"),
+    }
+    Ok(())
+}
+
 /// Blocks until a stop signal arrives or stdin reaches EOF; returns which.
-fn wait_for_stop(ignore_stdin: bool) -> anyhow::Result<&'static str> {
+fn wait_for_stop() -> anyhow::Result<&'static str> {
     let (tx, rx) = mpsc::channel();
     let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
     let signal_tx = tx.clone();
@@ -72,14 +163,6 @@ fn wait_for_stop(ignore_stdin: bool) -> anyhow::Result<&'static str> {
             });
         }
     });
-    if !ignore_stdin {
-        std::thread::spawn(move || {
-            let mut sink = [0u8; 256];
-            let mut stdin = std::io::stdin().lock();
-            // Anything written is ignored; only EOF (or an error) matters.
-            while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
-            let _ = tx.send("stdin closed");
-        });
-    }
+    drop(tx);
     rx.recv().context("stop channel closed")
 }
