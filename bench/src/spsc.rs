@@ -70,7 +70,7 @@ impl SpscRing {
     }
 
     fn word(&self, off: usize) -> &AtomicU64 {
-        debug_assert!(off % 8 == 0 && off + 8 <= DATA);
+        debug_assert!(off.is_multiple_of(8) && off + 8 <= DATA);
         // SAFETY: `off` is 8-aligned inside the header page of a live,
         // page-aligned mapping; both processes access this word only
         // atomically.

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use shmkafka_protocol::{
-    connect, recv_message, send_message, ClientMessage, DaemonMessage, Hello, RegisterTopic, TopicBinding,
-    PROTOCOL_VERSION,
+    connect, recv_message, send_message, ClientMessage, DaemonMessage, Hello, RegisterTopic,
+    TopicBinding, PROTOCOL_VERSION,
 };
 use shmkafka_ringbuf::Segment;
 
@@ -55,7 +55,9 @@ pub(crate) fn register(
             reason: refused.reason,
             message: refused.message,
         }),
-        other => Err(Error::Protocol(format!("unexpected answer to hello: {other:?}"))),
+        other => Err(Error::Protocol(format!(
+            "unexpected answer to hello: {other:?}"
+        ))),
     }
 }
 
@@ -75,7 +77,9 @@ impl Connection {
                 message: r.message,
             }),
             DaemonMessage::Refused(_) => Err(Error::Disconnected),
-            other => Err(Error::Protocol(format!("unexpected answer to topic registration: {other:?}"))),
+            other => Err(Error::Protocol(format!(
+                "unexpected answer to topic registration: {other:?}"
+            ))),
         }
     }
 
@@ -85,7 +89,8 @@ impl Connection {
     pub(crate) fn wait_closed(&self, timeout: Duration) -> bool {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
-        let ms = PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
+        let ms = PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::MAX);
         match poll(&mut fds, ms) {
             Ok(0) | Err(_) => false,
             Ok(_) => {
@@ -99,7 +104,11 @@ impl Connection {
                 use nix::sys::socket::{recv, MsgFlags};
                 let mut byte = [0u8; 1];
                 matches!(
-                    recv(self.stream.as_raw_fd(), &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT),
+                    recv(
+                        self.stream.as_raw_fd(),
+                        &mut byte,
+                        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT
+                    ),
                     Ok(0)
                 )
             }

@@ -47,7 +47,9 @@ pub enum Error {
     Disconnected,
     /// The ring stayed full for the whole wait: the daemon cannot deliver as
     /// fast as the application writes (broker slow or down).
-    #[error("ring full: {needed} bytes needed, {free} free of {capacity}; the broker is not keeping up")]
+    #[error(
+        "ring full: {needed} bytes needed, {free} free of {capacity}; the broker is not keeping up"
+    )]
     Full {
         /// Bytes needed.
         needed: usize,

@@ -22,9 +22,13 @@
 //! process holds it, and registers it again when the daemon is back).
 
 #![deny(missing_docs)]
+// The C ABI module is the only place with `unsafe` (and `#[no_mangle]`).
+#![deny(unsafe_code)]
 
 mod connection;
 mod error;
+#[allow(unsafe_code)]
+pub mod ffi;
 mod message;
 mod producer;
 

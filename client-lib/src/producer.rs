@@ -284,14 +284,17 @@ impl Producer {
     /// Counters of this producer.
     pub fn stats(&self) -> Stats {
         let ring = &self.shared.ring;
+        // Read once: a guard temporary lives to the end of the statement, so
+        // locking twice inside the struct literal below deadlocked.
+        let client_id = lock(&self.shared.connection).as_ref().map(|c| c.client_id);
         Stats {
             capacity: ring.capacity() as u64,
             unacknowledged_bytes: ring.tail().saturating_sub(ring.released()),
             aborted: ring.aborted(),
             full_events: ring.full_events(),
             failures_overflowed: ring.failures_overflowed(),
-            connected: lock(&self.shared.connection).is_some(),
-            client_id: lock(&self.shared.connection).as_ref().map(|c| c.client_id),
+            connected: client_id.is_some(),
+            client_id,
             reconnects: self.shared.reconnects.load(Ordering::Relaxed),
         }
     }

@@ -24,6 +24,16 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 30_000;
 /// out the gap between two records of a steady stream, short enough not to
 /// burn a core when clients are idle.
 pub const DEFAULT_SPIN_US: u64 = 50;
+/// Default dead-letter spool directory (the systemd unit's StateDirectory).
+pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/shmkafka/spool";
+/// Default size at which the spool starts a new file: big enough that a
+/// burst of failures touches few files, small enough to replay and compact
+/// one file in memory.
+pub const DEFAULT_SPOOL_MAX_FILE_BYTES: u64 = 64 << 20;
+/// Smallest allowed `spool.max_file_bytes`.
+pub const MIN_SPOOL_FILE_BYTES: u64 = 4096;
+/// Largest allowed `spool.max_file_bytes` (files are read whole).
+pub const MAX_SPOOL_FILE_BYTES: u64 = 1 << 30;
 
 /// librdkafka properties the daemon sets unless the config overrides them.
 ///
@@ -63,9 +73,34 @@ pub struct Config {
     /// Drain threads.
     #[serde(default)]
     pub drain: DrainSection,
+    /// Dead-letter spool.
+    #[serde(default)]
+    pub spool: SpoolSection,
     /// librdkafka properties, passed through.
     #[serde(default)]
     pub kafka: BTreeMap<String, KafkaValue>,
+    /// The file this was read from, for reloads.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+    /// Command-line overrides, re-applied on reload.
+    #[serde(skip)]
+    pub overrides: Overrides,
+}
+
+/// Settings given on the command line; they win over the file, also after a
+/// reload.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// `--socket`.
+    pub socket_path: Option<PathBuf>,
+    /// `--drain-threads`.
+    pub drain_threads: Option<usize>,
+    /// `--log-level`.
+    pub log_level: Option<String>,
+    /// `--spool-dir`.
+    pub spool_dir: Option<PathBuf>,
+    /// `--bootstrap-servers` and `-X key=value`, in order.
+    pub kafka: Vec<(String, String)>,
 }
 
 /// `[daemon]`
@@ -154,6 +189,41 @@ impl Default for DrainSection {
     }
 }
 
+/// `[spool]`: where records that failed permanently are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolSection {
+    /// Directory of the spool files (created if missing).
+    pub dir: PathBuf,
+    /// A file is closed and a new one started once it reaches this size.
+    pub max_file_bytes: u64,
+}
+
+impl Default for SpoolSection {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from(DEFAULT_SPOOL_DIR),
+            max_file_bytes: DEFAULT_SPOOL_MAX_FILE_BYTES,
+        }
+    }
+}
+
+impl SpoolSection {
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.dir.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid("spool.dir must not be empty".into()));
+        }
+        if !(MIN_SPOOL_FILE_BYTES..=MAX_SPOOL_FILE_BYTES).contains(&self.max_file_bytes) {
+            return Err(ConfigError::Invalid(format!(
+                "spool.max_file_bytes = {} must be {MIN_SPOOL_FILE_BYTES}..={MAX_SPOOL_FILE_BYTES}",
+                self.max_file_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A librdkafka property value; TOML numbers and booleans are accepted and
 /// passed as their text.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -214,13 +284,15 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text).map_err(|e| match e {
+        let mut config = Self::parse(&text).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_owned(),
                 message,
             },
             other => other,
-        })
+        })?;
+        config.source = Some(path.to_owned());
+        Ok(config)
     }
 
     /// Parses TOML text (no validation).
@@ -231,10 +303,30 @@ impl Config {
         })
     }
 
-    /// Sets a librdkafka property (CLI `-X key=value` overrides).
+    /// Sets a librdkafka property.
     pub fn set_kafka(&mut self, key: &str, value: &str) {
         self.kafka
             .insert(key.to_owned(), KafkaValue::Text(value.to_owned()));
+    }
+
+    /// Applies command-line overrides and remembers them for reloads.
+    pub fn apply_overrides(&mut self, overrides: &Overrides) {
+        if let Some(path) = &overrides.socket_path {
+            self.daemon.socket_path = path.clone();
+        }
+        if let Some(threads) = overrides.drain_threads {
+            self.drain.threads = threads;
+        }
+        if let Some(level) = &overrides.log_level {
+            self.daemon.log_level = level.clone();
+        }
+        if let Some(dir) = &overrides.spool_dir {
+            self.spool.dir = dir.clone();
+        }
+        for (key, value) in &overrides.kafka {
+            self.set_kafka(key, value);
+        }
+        self.overrides = overrides.clone();
     }
 
     /// Checks ranges and lets librdkafka check every property.
@@ -262,6 +354,7 @@ impl Config {
                 "drain.batch_per_ring must be at least 1".into(),
             ));
         }
+        self.spool.validate()?;
         if self.daemon.max_clients == 0 {
             return Err(ConfigError::Invalid(
                 "daemon.max_clients must be at least 1".into(),
@@ -316,6 +409,11 @@ impl Config {
             self.drain.cpus,
             self.drain.kafka_thread_cpus,
         );
+        out.push_str(&format!(
+            "spool.dir = {}\nspool.max_file_bytes = {}\n",
+            self.spool.dir.display(),
+            self.spool.max_file_bytes
+        ));
         for (k, v) in self.kafka_config().entries() {
             let shown = if is_secret_key(k) { MASK } else { v };
             out.push_str(&format!("kafka.{k} = {shown}\n"));
@@ -382,6 +480,24 @@ mod tests {
     fn missing_bootstrap_is_explained() {
         let err = Config::default().validate().unwrap_err().to_string();
         assert!(err.contains("bootstrap.servers"), "{err}");
+    }
+
+    #[test]
+    fn spool_section_defaults_and_validation() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.spool.dir, PathBuf::from(DEFAULT_SPOOL_DIR));
+        assert_eq!(config.spool.max_file_bytes, DEFAULT_SPOOL_MAX_FILE_BYTES);
+        let config =
+            Config::parse("[spool]\ndir = \"/tmp/x\"\nmax_file_bytes = 1048576\n").unwrap();
+        assert_eq!(config.spool.dir, PathBuf::from("/tmp/x"));
+        config.spool.validate().unwrap();
+        let err = Config::parse("[spool]\ndirectory = \"/x\"\n").unwrap_err();
+        assert!(err.to_string().contains("directory"), "{err}");
+        let small = Config::parse("[spool]\nmax_file_bytes = 10\n").unwrap();
+        let err = small.spool.validate().unwrap_err().to_string();
+        assert!(err.contains("spool.max_file_bytes"), "{err}");
+        let empty = Config::parse("[spool]\ndir = \"\"\n").unwrap();
+        assert!(empty.spool.validate().is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -10,6 +11,7 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::drain::{DrainOptions, DrainStats, DrainThread};
 use crate::kafka::{ProducerOptions, ThreadPinning};
+use crate::notify::Notifier;
 use crate::registry::{DrainSlot, Registry};
 use crate::server::{AccessPolicy, ControlServer};
 
@@ -39,6 +41,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     let registry = Arc::new(Registry::new(inboxes));
 
+    crate::spool::probe_dir(&config.spool.dir);
     let mut drain_handles = Vec::new();
     let mut drain_stats = Vec::new();
     for (index, inbox) in receivers.into_iter().enumerate() {
@@ -47,9 +50,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             index,
             cpu: (!config.drain.cpus.is_empty())
                 .then(|| config.drain.cpus[index % config.drain.cpus.len()]),
-            spin: std::time::Duration::from_micros(config.drain.spin_us),
+            spin: Duration::from_micros(config.drain.spin_us),
             batch_per_ring: config.drain.batch_per_ring,
             shutdown_timeout: config.shutdown_timeout(),
+            spool: config.spool.clone(),
         };
         let thread = DrainThread::new(
             &kafka,
@@ -84,20 +88,33 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .spawn(move || server.run())?
     };
 
+    warn_if_kernel_caps_buffers(&config);
+    let mut notifier = Notifier::from_env();
+    notifier.ready();
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
-    for signal in signals.forever() {
-        match signal {
-            SIGHUP => {
-                // Reload of the access list and topics is handled by the
-                // operations work; log so operators see the signal arrived.
-                warn!("SIGHUP received; configuration reload is not supported by this build");
-            }
-            _ => {
+    let mut health = Health::new(&drain_stats);
+    let mut current = config;
+    'serve: loop {
+        for signal in signals.pending() {
+            if signal == SIGHUP {
+                notifier.reloading();
+                if let Some(reloaded) = reload(&current, &policy) {
+                    current = reloaded;
+                }
+                notifier.ready();
+            } else {
                 info!(signal, "stopping: no new clients, draining rings");
-                break;
+                break 'serve;
             }
         }
+        let healthy = health.check(&drain_stats);
+        notifier.watchdog(healthy);
+        if health.status_due() {
+            notifier.status(&health.status_line(&registry, &drain_stats));
+        }
+        std::thread::sleep(SUPERVISOR_TICK);
     }
+    notifier.stopping();
     stopping.store(true, Ordering::Release);
     server.wake();
     if accept.join().is_err() {
@@ -118,6 +135,150 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .sum();
     info!(delivered, failed, "shmkafkad stopped");
     Ok(())
+}
+
+/// How often the main thread looks at signals, health and status.
+const SUPERVISOR_TICK: Duration = Duration::from_millis(100);
+/// A drain thread whose loop counter has not moved for this long is wedged
+/// (an idle thread still loops every few milliseconds).
+const WEDGED_AFTER: Duration = Duration::from_secs(5);
+/// How often `STATUS=` is refreshed.
+const STATUS_EVERY: Duration = Duration::from_secs(2);
+
+/// Drain-thread liveness and rates, for the watchdog and `STATUS=`.
+struct Health {
+    heartbeats: Vec<(u64, Instant)>,
+    last_status: Instant,
+    last_delivered: u64,
+}
+
+impl Health {
+    fn new(stats: &[Arc<DrainStats>]) -> Self {
+        let now = Instant::now();
+        Self {
+            heartbeats: stats
+                .iter()
+                .map(|s| (s.heartbeat.load(Ordering::Relaxed), now))
+                .collect(),
+            last_status: now,
+            last_delivered: 0,
+        }
+    }
+
+    /// True while every drain thread's loop counter keeps moving.
+    fn check(&mut self, stats: &[Arc<DrainStats>]) -> bool {
+        let now = Instant::now();
+        let mut healthy = true;
+        for (seen, stat) in self.heartbeats.iter_mut().zip(stats) {
+            let beat = stat.heartbeat.load(Ordering::Relaxed);
+            if beat != seen.0 {
+                *seen = (beat, now);
+            } else if now.duration_since(seen.1) > WEDGED_AFTER {
+                healthy = false;
+            }
+        }
+        if !healthy {
+            error!("a drain thread has made no progress for {WEDGED_AFTER:?}; withholding watchdog pings");
+        }
+        healthy
+    }
+
+    fn status_due(&self) -> bool {
+        self.last_status.elapsed() >= STATUS_EVERY
+    }
+
+    fn status_line(&mut self, registry: &Registry, stats: &[Arc<DrainStats>]) -> String {
+        let delivered: u64 = stats
+            .iter()
+            .map(|s| s.delivered.load(Ordering::Relaxed))
+            .sum();
+        let failed: u64 = stats.iter().map(|s| s.failed.load(Ordering::Relaxed)).sum();
+        let rate =
+            (delivered - self.last_delivered) as f64 / self.last_status.elapsed().as_secs_f64();
+        let backlog: u64 = registry
+            .clients()
+            .iter()
+            .map(|c| {
+                let (tail, released) = c.segment.cursors();
+                tail.saturating_sub(released)
+            })
+            .sum();
+        self.last_delivered = delivered;
+        self.last_status = Instant::now();
+        format!(
+            "{} clients, {rate:.0} records/s delivered, {backlog} bytes unacknowledged, {failed} failed",
+            registry.len()
+        )
+    }
+}
+
+/// Re-reads the configuration file and applies what can change without a
+/// restart (access list, topic allowlist); logs what would need one. An
+/// invalid file is refused and the running configuration stays.
+fn reload(current: &Config, policy: &Mutex<AccessPolicy>) -> Option<Config> {
+    let Some(path) = current.source.clone() else {
+        warn!("SIGHUP: started without --config, nothing to reload");
+        return None;
+    };
+    let mut next = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            error!(error = %e, "SIGHUP: new configuration refused; keeping the running one");
+            return None;
+        }
+    };
+    next.apply_overrides(&current.overrides);
+    if let Err(e) = next.validate() {
+        error!(error = %e, "SIGHUP: new configuration refused; keeping the running one");
+        return None;
+    }
+    *policy.lock().unwrap_or_else(|p| p.into_inner()) = access_policy(&next);
+    for (what, changed) in [
+        ("[kafka]", next.kafka != current.kafka),
+        (
+            "[drain]",
+            format!("{:?}", next.drain) != format!("{:?}", current.drain),
+        ),
+        (
+            "daemon.socket_path",
+            next.daemon.socket_path != current.daemon.socket_path,
+        ),
+        (
+            "daemon.log_level",
+            next.daemon.log_level != current.daemon.log_level,
+        ),
+    ] {
+        if changed {
+            warn!(
+                section = what,
+                "SIGHUP: change needs a restart; not applied"
+            );
+        }
+    }
+    info!(path = %path.display(), "SIGHUP: access list and topic allowlist reloaded");
+    Some(next)
+}
+
+/// The kernel silently caps socket buffers at `net.core.{w,r}mem_max`.
+fn warn_if_kernel_caps_buffers(config: &Config) {
+    for (property, sysctl) in [
+        ("socket.send.buffer.bytes", "net/core/wmem_max"),
+        ("socket.receive.buffer.bytes", "net/core/rmem_max"),
+    ] {
+        let wanted = config
+            .kafka
+            .get(property)
+            .and_then(|v| v.to_string().parse::<u64>().ok());
+        let limit = std::fs::read_to_string(format!("/proc/sys/{sysctl}"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        if let (Some(wanted), Some(limit)) = (wanted, limit) {
+            if wanted > limit {
+                warn!(property, wanted, kernel_max = limit, sysctl = %sysctl.replace('/', "."),
+                    "the kernel caps this socket buffer; raise the sysctl (sysctl/shmkafka-tune apply)");
+            }
+        }
+    }
 }
 
 fn access_policy(config: &Config) -> AccessPolicy {

@@ -18,10 +18,11 @@ use tracing::{error, info, warn};
 
 use crate::client::Client;
 use crate::kafka::{
-    DeliveryReport, Header, KafkaConfig, KafkaErrorCode, OutgoingMessage, Persistence, ProduceError,
-    Producer, ProducerOptions, Topic,
+    DeliveryReport, Header, KafkaConfig, KafkaErrorCode, OutgoingMessage, Persistence,
+    ProduceError, Producer, ProducerOptions, Topic,
 };
 use crate::registry::Registry;
+use crate::spool::{self, DeadLetters, PendingFailure};
 
 /// librdkafka's `RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC`, reported for records
 /// whose topic id the client never registered (or was refused).
@@ -52,6 +53,8 @@ pub struct DrainOptions {
     pub batch_per_ring: usize,
     /// Time a graceful stop may spend flushing.
     pub shutdown_timeout: Duration,
+    /// Dead-letter spool of permanently failed records.
+    pub spool: crate::config::SpoolSection,
 }
 
 /// Counters shared with status, metrics and the watchdog.
@@ -65,6 +68,9 @@ pub struct DrainStats {
     pub delivered: AtomicU64,
     /// Records failed permanently.
     pub failed: AtomicU64,
+    /// Records written to the dead-letter spool (failures, and at shutdown
+    /// the undelivered records of gone clients).
+    pub spooled: AtomicU64,
 }
 
 /// What the drain thread knows about one ring.
@@ -80,6 +86,8 @@ struct Ring {
     quarantined: Option<String>,
     /// On shutdown: drain up to here, leave the rest for the next daemon.
     stop_at: Option<u64>,
+    /// Failed records held in flight until the spool has them on disk.
+    awaiting_spool: usize,
 }
 
 /// One drain thread's state. Field order matters: the producer and its
@@ -95,6 +103,7 @@ pub struct DrainThread {
     stats: Arc<DrainStats>,
     options: DrainOptions,
     reports: Vec<DeliveryReport>,
+    dead_letters: DeadLetters,
 }
 
 impl DrainThread {
@@ -109,6 +118,7 @@ impl DrainThread {
         stats: Arc<DrainStats>,
     ) -> Result<Self, crate::kafka::KafkaError> {
         Ok(Self {
+            dead_letters: DeadLetters::new(&options.spool, options.index),
             producer: Producer::new(kafka, producer_options)?,
             topic_handles: HashMap::new(),
             rings: Vec::new(),
@@ -165,6 +175,7 @@ impl DrainThread {
                 in_flight: 0,
                 quarantined: None,
                 stop_at: None,
+                awaiting_spool: 0,
             };
             match self.rings.iter().position(Option::is_none) {
                 Some(i) => self.rings[i] = Some(ring),
@@ -284,7 +295,7 @@ impl DrainThread {
                     ring.in_flight += 1;
                     produced += 1;
                 }
-                Step::Fail(seq, code) => fail_now(ring, seq, code, &self.stats),
+                Step::Fail(seq, code) => fail_now(ring, slot, seq, code, &mut self.dead_letters),
                 Step::QueueFull => {
                     full = true;
                     break;
@@ -339,24 +350,53 @@ impl DrainThread {
                 Err(code) => {
                     warn!(client = ring.client.id, seq, error = %code.name(), persisted = ?report.status,
                         "delivery failed permanently");
-                    ring.consumer.mark(seq, Delivery::Failed);
-                    push_failure(ring, seq, code, report.status);
-                    ring.client.counters.failed.fetch_add(1, Ordering::Relaxed);
-                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    // Still in flight: marked and released once spooled.
+                    ring.awaiting_spool += 1;
+                    self.dead_letters
+                        .defer(PendingFailure::now(slot, seq, code, report.status));
                 }
             }
         }
+        self.spool_failures();
         for ring in self.rings.iter_mut().flatten() {
             ring.consumer.release();
         }
         n
     }
 
+    /// Writes the failed records held in the rings to the spool in one
+    /// fsynced batch; only those now on disk are marked failed (and so
+    /// released by the caller). If the spool is unwritable they stay held.
+    fn spool_failures(&mut self) {
+        let rings = &self.rings;
+        let durable = self
+            .dead_letters
+            .spool_due(Instant::now(), |failure, writer| {
+                let ring = rings.get(failure.slot).and_then(Option::as_ref);
+                spool::dead_letter::append_failure(
+                    writer,
+                    ring.map(|r| (&r.consumer, &*r.client)),
+                    failure,
+                );
+            });
+        for failure in durable {
+            let Some(ring) = self.rings.get_mut(failure.slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            ring.awaiting_spool -= 1;
+            ring.consumer.mark(failure.seq, Delivery::Failed);
+            push_failure(ring, failure.seq, failure.code, failure.status);
+            ring.client.counters.failed.fetch_add(1, Ordering::Relaxed);
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            self.stats.spooled.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Drops rings whose client is gone and whose records are all finished.
     fn retire_finished_clients(&mut self) {
         for slot in self.rings.iter_mut() {
             let Some(ring) = slot.as_mut() else { continue };
-            if !ring.client.is_disconnected() || ring.in_flight > 0 {
+            if !ring.client.is_disconnected() || ring.in_flight > 0 || ring.awaiting_spool > 0 {
                 continue;
             }
             let (tail, _) = ring.client.segment.cursors();
@@ -384,6 +424,7 @@ impl DrainThread {
     }
 
     fn wait_for_work(&mut self) {
+        stall_if_asked();
         let in_flight: usize = self.rings.iter().flatten().map(|r| r.in_flight).sum();
         if in_flight > 0 {
             // Delivery reports are due: block in librdkafka, which wakes on
@@ -417,7 +458,9 @@ impl DrainThread {
                 r.quarantined.is_none()
                     && r.stop_at.is_some_and(|stop| r.consumer.drain_pos() < stop)
             });
-            if (in_flight == 0 && !pending && produced == 0) || Instant::now() >= deadline {
+            let held = !self.dead_letters.is_empty();
+            if (in_flight == 0 && !pending && produced == 0 && !held) || Instant::now() >= deadline
+            {
                 break;
             }
         }
@@ -429,8 +472,50 @@ impl DrainThread {
                 .purge(crate::kafka::PurgeScope::QueuedAndInFlight);
             self.serve_reports(Duration::from_millis(100));
         }
+        self.spool_gone_clients();
         info!(drain = self.options.index, "drain thread stopped");
         // Producer and topic handles go first (field order), then the rings.
+    }
+}
+
+impl DrainThread {
+    /// Shutdown: the ring of a client that is gone dies with this process,
+    /// so what it holds undelivered goes to the spool. Live clients keep
+    /// theirs in the ring for the next daemon.
+    fn spool_gone_clients(&mut self) {
+        if !self.dead_letters.is_empty() {
+            // Held failures of gone clients are rewritten below with the
+            // rest; those of live clients stay in their rings.
+            warn!(records = self.dead_letters.len(), "dead-letter spool still unwritable at shutdown; failed records stay in the rings of live clients");
+        }
+        for ring in self.rings.iter_mut().flatten() {
+            if !ring.client.is_disconnected() || ring.quarantined.is_some() {
+                continue;
+            }
+            // A fresh consumer starts at the release cursor, so it yields
+            // the records that were in flight (purged) as well as those
+            // never handed to librdkafka; finished ones are stepped over.
+            let (spooled, complete) = match ring.client.segment.consumer() {
+                Ok(mut consumer) => {
+                    let outcome = self
+                        .dead_letters
+                        .spool_abandoned(&mut consumer, &ring.client);
+                    ring.consumer = consumer;
+                    outcome
+                }
+                Err(e) => {
+                    error!(client = ring.client.id, error = %e, "ring cursors corrupted; undelivered records of a gone client are lost");
+                    continue;
+                }
+            };
+            self.stats
+                .spooled
+                .fetch_add(spooled as u64, Ordering::Relaxed);
+            if spooled > 0 || !complete {
+                warn!(client = ring.client.id, name = %ring.client.name, records = spooled, complete,
+                    "client gone and its records undelivered at shutdown: spooled");
+            }
+        }
     }
 }
 
@@ -481,18 +566,17 @@ fn refresh_topics(
         .collect();
 }
 
-/// Fails the record just peeked without handing it to librdkafka.
-fn fail_now(ring: &mut Ring, seq: u64, code: i32, stats: &DrainStats) {
+/// Fails the record just peeked without handing it to librdkafka: it stays
+/// in flight until the spool has it.
+fn fail_now(ring: &mut Ring, slot: usize, seq: u64, code: i32, dead_letters: &mut DeadLetters) {
     ring.consumer.advance();
-    ring.consumer.mark(seq, Delivery::Failed);
-    push_failure(
-        ring,
+    ring.awaiting_spool += 1;
+    dead_letters.defer(PendingFailure::now(
+        slot,
         seq,
         KafkaErrorCode::from_raw(code),
         Persistence::NotPersisted,
-    );
-    ring.client.counters.failed.fetch_add(1, Ordering::Relaxed);
-    stats.failed.fetch_add(1, Ordering::Relaxed);
+    ));
 }
 
 fn push_failure(ring: &Ring, seq: u64, code: KafkaErrorCode, status: Persistence) {
@@ -517,6 +601,21 @@ fn push_failure(ring: &Ring, seq: u64, code: KafkaErrorCode, status: Persistence
 fn is_shutdown_purge(code: KafkaErrorCode) -> bool {
     // _PURGE_QUEUE (-152) and _PURGE_INFLIGHT (-151).
     matches!(code.raw(), -152 | -151)
+}
+
+/// Environment variable naming a file whose existence wedges idle drain
+/// threads: lets the watchdog test prove that pings stop when a drain thread
+/// stops making progress. Unset in production; checked only when idle.
+pub const STALL_FILE_ENV: &str = "SHMKAFKAD_TEST_STALL_FILE";
+
+fn stall_if_asked() {
+    static STALL_FILE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    if let Some(path) = STALL_FILE.get_or_init(|| std::env::var_os(STALL_FILE_ENV).map(Into::into))
+    {
+        while path.exists() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 fn pin_to(cpu: usize) {

@@ -12,6 +12,8 @@ pub mod daemon;
 pub mod drain;
 #[allow(unsafe_code)]
 pub mod kafka;
+pub mod notify;
 pub mod registry;
 pub mod server;
+pub mod spool;
 mod sys;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use shmkafkad::config::Config;
+use shmkafkad::config::{Config, Overrides};
 use shmkafkad::kafka::MockCluster;
 use tracing::{error, info, warn};
 
@@ -38,6 +38,9 @@ struct Args {
     /// Drain threads (overrides drain.threads).
     #[arg(long)]
     drain_threads: Option<usize>,
+    /// Dead-letter spool directory (overrides spool.dir).
+    #[arg(long)]
+    spool_dir: Option<PathBuf>,
     /// Log filter (overrides daemon.log_level), e.g. `debug`.
     #[arg(long)]
     log_level: Option<String>,
@@ -59,12 +62,26 @@ enum Command {
         #[arg(long)]
         socket: Option<PathBuf>,
     },
+    /// Dead-letter spool: list, replay or purge records that failed
+    /// permanently.
+    Spool {
+        #[command(subcommand)]
+        command: shmkafkad::spool::cli::SpoolCommand,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(Command::Status { json, socket }) = &args.command {
         return status(socket.clone().or(args.socket.clone()), *json);
+    }
+    if let Some(Command::Spool { command }) = &args.command {
+        let inherited = shmkafkad::spool::cli::Inherited {
+            config: args.config.clone(),
+            bootstrap_servers: args.bootstrap_servers.clone(),
+            kafka_property: args.kafka_property.clone(),
+        };
+        return shmkafkad::spool::cli::run(command, &inherited);
     }
     let mut config = match &args.config {
         Some(path) => match Config::load(path) {
@@ -76,25 +93,26 @@ fn main() -> ExitCode {
         },
         None => Config::default(),
     };
-    if let Some(socket) = &args.socket {
-        config.daemon.socket_path = socket.clone();
-    }
+    let mut overrides = Overrides {
+        socket_path: args.socket.clone(),
+        drain_threads: args.drain_threads,
+        log_level: args.log_level.clone(),
+        spool_dir: args.spool_dir.clone(),
+        kafka: Vec::new(),
+    };
     if let Some(servers) = &args.bootstrap_servers {
-        config.set_kafka("bootstrap.servers", servers);
+        overrides
+            .kafka
+            .push(("bootstrap.servers".to_owned(), servers.clone()));
     }
     for property in &args.kafka_property {
         let Some((key, value)) = property.split_once('=') else {
             eprintln!("shmkafkad: -X {property}: expected KEY=VALUE");
             return ExitCode::from(2);
         };
-        config.set_kafka(key, value);
+        overrides.kafka.push((key.to_owned(), value.to_owned()));
     }
-    if let Some(threads) = args.drain_threads {
-        config.drain.threads = threads;
-    }
-    if let Some(level) = &args.log_level {
-        config.daemon.log_level = level.clone();
-    }
+    config.apply_overrides(&overrides);
     init_logging(&config.daemon.log_level);
 
     // The embedded cluster must outlive the daemon's producers.
@@ -121,7 +139,9 @@ fn main() -> ExitCode {
                 // Printed on stdout so scripts and tests can read it back.
                 println!("embedded-broker bootstrap={bootstrap}");
                 let _ = std::io::stdout().flush();
-                config.set_kafka("bootstrap.servers", &bootstrap);
+                overrides
+                    .kafka
+                    .push(("bootstrap.servers".to_owned(), bootstrap));
                 _embedded = Some(cluster);
             }
             Err(e) => {

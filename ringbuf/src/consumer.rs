@@ -281,6 +281,33 @@ impl RingConsumer {
         true
     }
 
+    /// The in-flight record `seq` (advanced, not yet marked), validated
+    /// again, e.g. to copy a failed record to the dead-letter spool before
+    /// marking it. `None` if `seq` is not in flight, or if its bytes no
+    /// longer describe a record of the span `peek` saw (its producer wrote
+    /// over it after commit).
+    pub fn in_flight_view(&self, seq: u64) -> Option<RecordView<'_>> {
+        let i = self.in_flight.binary_search_by_key(&seq, |r| r.pos).ok()?;
+        let record = self.in_flight[i];
+        if record.done {
+            return None;
+        }
+        // The span was checked against the data area by `peek`; a length
+        // with the same span stays inside it.
+        let state = self.ring.state_word(seq).load(Acquire);
+        let len = state & LEN_MASK;
+        if state & (STATE_CLAIMED | STATE_SKIP) != 0
+            || align_record(len as usize) != record.span as usize
+        {
+            return None;
+        }
+        let fields = self.validate_message(seq, len).ok()?;
+        Some(RecordView {
+            ring: &self.ring,
+            fields,
+        })
+    }
+
     /// Gives back the space of the contiguous prefix of finished records,
     /// zeroing it first. Returns the number of bytes released.
     pub fn release(&mut self) -> u64 {

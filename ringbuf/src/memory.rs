@@ -28,8 +28,11 @@ mod real {
     pub(crate) enum Backing {
         /// A shared mapping of a memfd segment.
         Mapping(memmap2::MmapRaw),
-        /// Heap memory for tests and benchmarks inside one process.
-        Heap(Box<[u64]>),
+        /// Heap memory for tests and benchmarks inside one process. A `Vec`,
+        /// not a `Box`: moving a `Box` asserts unique access to its memory,
+        /// which would invalidate `base` under the aliasing model (miri
+        /// flags it); moving a `Vec` keeps pointers from `as_mut_ptr` valid.
+        Heap(Vec<u64>),
     }
 
     /// Header page and data area of one ring.
@@ -54,8 +57,8 @@ mod real {
         /// Heap memory with the segment layout, zeroed.
         pub(crate) fn heap(capacity: usize) -> Self {
             let words = (HEADER_SIZE + capacity) / 8;
-            let mut storage = vec![0u64; words].into_boxed_slice();
-            let base = NonNull::new(storage.as_mut_ptr().cast::<u8>()).expect("box is non-null");
+            let mut storage = vec![0u64; words];
+            let base = NonNull::new(storage.as_mut_ptr().cast::<u8>()).expect("vec is non-null");
             Self {
                 base,
                 capacity,
@@ -84,7 +87,7 @@ mod real {
 
         /// An atomic u64 of the header page.
         pub(crate) fn header_u64(&self, off: usize) -> &AtomicU64 {
-            assert!(off % 8 == 0 && off + 8 <= HEADER_SIZE);
+            assert!(off.is_multiple_of(8) && off + 8 <= HEADER_SIZE);
             // SAFETY: in bounds and 8-aligned (checked above; base is at least
             // page or u64 aligned); AtomicU64 has the layout of u64 and every
             // access to this word goes through an atomic.
@@ -93,7 +96,7 @@ mod real {
 
         /// An atomic u32 of the header page.
         pub(crate) fn header_u32(&self, off: usize) -> &AtomicU32 {
-            assert!(off % 4 == 0 && off + 4 <= HEADER_SIZE);
+            assert!(off.is_multiple_of(4) && off + 4 <= HEADER_SIZE);
             // SAFETY: in bounds and 4-aligned (checked above).
             unsafe { &*self.base.as_ptr().add(off).cast::<AtomicU32>() }
         }
@@ -111,7 +114,7 @@ mod real {
         /// delivery word).
         #[inline]
         pub(crate) fn data_u32(&self, off: usize) -> &AtomicU32 {
-            debug_assert!(off % 4 == 0 && off + 4 <= self.capacity);
+            debug_assert!(off.is_multiple_of(4) && off + 4 <= self.capacity);
             assert!(off + 4 <= self.capacity);
             // SAFETY: in bounds (checked) and 4-aligned (records start on
             // RECORD_ALIGN boundaries and the word offsets are multiples of 4).
@@ -154,7 +157,7 @@ mod real {
         #[inline]
         pub(crate) fn zero(&self, off: usize, len: usize) {
             assert!(off <= self.capacity && len <= self.capacity - off);
-            debug_assert!(off % RECORD_ALIGN == 0);
+            debug_assert!(off.is_multiple_of(RECORD_ALIGN));
             // SAFETY: in bounds (checked); the range was released by the
             // consumer and is not yet visible to producers (released is
             // published after this).
@@ -198,7 +201,7 @@ mod model {
             &self.header32[off / 4]
         }
         pub(crate) fn data_u32(&self, off: usize) -> &AtomicU32 {
-            assert!(off % 4 == 0);
+            assert!(off.is_multiple_of(4));
             &self.data[off / 4]
         }
         pub(crate) fn write(&self, off: usize, src: &[u8]) {
@@ -234,7 +237,7 @@ mod model {
             }
         }
         pub(crate) fn zero(&self, off: usize, len: usize) {
-            assert!(off % 4 == 0 && len % 4 == 0);
+            assert!(off.is_multiple_of(4) && len.is_multiple_of(4));
             for word in &self.data[off / 4..(off + len) / 4] {
                 word.store(0, Relaxed);
             }

@@ -190,7 +190,7 @@ impl RingProducer {
     /// Claims `need` bytes (aligned) at a position that does not straddle the
     /// end of the data area, padding the end if necessary.
     fn claim(&self, need: usize, when_full: WhenFull) -> Result<u64, ReserveError> {
-        debug_assert!(need % RECORD_ALIGN == 0 && need as u64 <= self.ring.capacity);
+        debug_assert!(need.is_multiple_of(RECORD_ALIGN) && need as u64 <= self.ring.capacity);
         let mut result = self.try_claim(need as u64);
         if !matches!(result, Err(ReserveError::Full { .. })) {
             return result;

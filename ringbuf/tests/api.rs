@@ -170,6 +170,9 @@ fn write_value_of_wrong_length_panics() {
     slot.write_value(b"toolong");
 }
 
+/// Key, value and headers of one null-versus-empty case.
+type NullCase<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, &'a [Header<'a>]);
+
 #[test]
 fn null_and_empty_are_distinct() {
     let (producer, mut consumer) = heap_ring(CAP);
@@ -181,7 +184,7 @@ fn null_and_empty_are_distinct() {
         name: "",
         value: Some(b""),
     }];
-    let cases: [(Option<&[u8]>, Option<&[u8]>, &[Header<'_>]); 4] = [
+    let cases: [NullCase<'_>; 4] = [
         (None, None, &[]),
         (Some(b""), Some(b""), &[]),
         (None, Some(b""), &null_header),
@@ -341,18 +344,29 @@ fn send_batch_is_all_or_nothing_when_full() {
     // exactly, 8 from the start): 3840 used, 256 free between tail and
     // released, and no padding involved.
     for _ in 0..2 {
-        producer.send(&value_record(&[1; 464]), WhenFull::Fail).unwrap();
+        producer
+            .send(&value_record(&[1; 464]), WhenFull::Fail)
+            .unwrap();
     }
     drain(&mut consumer);
     for _ in 0..40 {
-        producer.send(&value_record(&[1; 48]), WhenFull::Fail).unwrap();
+        producer
+            .send(&value_record(&[1; 48]), WhenFull::Fail)
+            .unwrap();
     }
     let tail = producer.tail();
     let value = [2u8; 52]; // span 104: two fit in 256, three do not
     let batch = [value_record(&value); 3];
     let err = producer.send_batch(&batch, WhenFull::Fail).unwrap_err();
     assert!(
-        matches!(err, ReserveError::Full { needed: 312, free: 256, capacity: CAP }),
+        matches!(
+            err,
+            ReserveError::Full {
+                needed: 312,
+                free: 256,
+                capacity: CAP
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(producer.tail(), tail, "nothing claimed");
@@ -747,7 +761,9 @@ fn unblock_pads_over_a_dead_reservation() {
         .unwrap();
     // The "dead" producer never commits nor aborts.
     std::mem::forget(slot);
-    producer.send(&value_record(b"after"), WhenFull::Fail).unwrap();
+    producer
+        .send(&value_record(b"after"), WhenFull::Fail)
+        .unwrap();
     assert!(consumer.peek().unwrap().is_none(), "blocked by the hole");
     assert!(consumer.unblock().unwrap());
     assert_eq!(drain(&mut consumer), [Some(b"after".to_vec())]);
@@ -763,7 +779,9 @@ fn park_returns_when_a_record_is_committed() {
     thread::scope(|s| {
         s.spawn(|| {
             thread::sleep(Duration::from_millis(50));
-            producer.send(&value_record(b"wake"), WhenFull::Fail).unwrap();
+            producer
+                .send(&value_record(b"wake"), WhenFull::Fail)
+                .unwrap();
         });
         let start = Instant::now();
         while consumer.is_idle() && start.elapsed() < Duration::from_secs(20) {
@@ -816,6 +834,8 @@ fn exactly_full_ring_all_in_flight_reads_as_empty() {
         consumer.mark(seq, Delivery::Delivered);
     }
     assert_eq!(consumer.release(), CAP as u64);
-    producer.send(&value_record(b"next lap"), WhenFull::Fail).unwrap();
+    producer
+        .send(&value_record(b"next lap"), WhenFull::Fail)
+        .unwrap();
     assert_eq!(drain(&mut consumer), [Some(b"next lap".to_vec())]);
 }

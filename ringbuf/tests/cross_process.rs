@@ -150,7 +150,7 @@ fn send_numbered(producer: &shmkafka_ringbuf::RingProducer, thread: u32, i: u64)
                 timestamp_ms: i as i64,
                 key: Some(&key),
                 value: Some(&value),
-                headers: if i % 3 == 0 { &headers } else { &[] },
+                headers: if i.is_multiple_of(3) { &headers } else { &[] },
             },
             BLOCK,
         )
@@ -247,7 +247,10 @@ fn four_threads_in_a_child_process() {
             daemon.consumer.park(Duration::from_millis(10));
         }
     }
-    eprintln!("{} records from {THREADS} threads in another process", daemon.received);
+    eprintln!(
+        "{} records from {THREADS} threads in another process",
+        daemon.received
+    );
     assert!(child.wait().unwrap().success());
     assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), "done");
     assert_eq!(daemon.drain(), 0, "nothing beyond the expected records");
@@ -311,7 +314,9 @@ fn child_killed_holding_a_reservation() {
                 other => panic!("unexpected report {other}"),
             }
         }
-        if held_seq.is_some() && (after_hold >= 20 || segment.cursors().0 - segment.cursors().1 > (1 << 16) - 512) {
+        if held_seq.is_some()
+            && (after_hold >= 20 || segment.cursors().0 - segment.cursors().1 > (1 << 16) - 512)
+        {
             break;
         }
         thread::sleep(Duration::from_millis(1));
@@ -349,7 +354,10 @@ fn child_killed_holding_a_reservation() {
         if daemon.consumer.drain_pos() == tail {
             break;
         }
-        assert!(daemon.consumer.unblock().expect("a hole"), "stuck without a hole");
+        assert!(
+            daemon.consumer.unblock().expect("a hole"),
+            "stuck without a hole"
+        );
         holes += 1;
         assert!(holes < 100, "too many holes");
     }
@@ -358,11 +366,17 @@ fn child_killed_holding_a_reservation() {
         daemon.received, daemon.last_seq
     );
     assert!(holes >= 1);
-    assert!(daemon.last_seq > held_seq, "records behind the hole were read");
+    assert!(
+        daemon.last_seq > held_seq,
+        "records behind the hole were read"
+    );
     // Every record a thread reported committed arrived (the per-thread
     // order check in `drain` already rules out gaps and duplicates).
     for (t, i) in &reported {
-        assert!(daemon.next.get(t).copied().unwrap_or(0) > *i, "thread {t} lost {i}");
+        assert!(
+            daemon.next.get(t).copied().unwrap_or(0) > *i,
+            "thread {t} lost {i}"
+        );
     }
     assert!(
         daemon.next.keys().all(|&t| t < COMMITTERS),

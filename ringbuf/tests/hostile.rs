@@ -16,9 +16,7 @@ use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use nix::sys::uio::pwrite;
 use proptest::prelude::*;
 use shmkafka_ringbuf::layout::*;
-use shmkafka_ringbuf::{
-    HeaderIter, OpenError, RecordError, RingConsumer, Segment,
-};
+use shmkafka_ringbuf::{HeaderIter, OpenError, RecordError, RingConsumer, Segment};
 
 const CAP: u64 = 4096;
 const ALL_SEALS: SealFlag = SealFlag::F_SEAL_SHRINK
@@ -225,10 +223,7 @@ fn refuses_each_missing_seal() {
         }
     }
     let fd = memfd(&header, header.segment_size, SealFlag::empty());
-    assert!(matches!(
-        Segment::open(fd),
-        Err(OpenError::Unsealed { .. })
-    ));
+    assert!(matches!(Segment::open(fd), Err(OpenError::Unsealed { .. })));
 }
 
 #[test]
@@ -272,11 +267,11 @@ fn refuses_what_is_not_a_memfd() {
 #[test]
 fn refuses_inconsistent_cursors() {
     for (tail, released) in [
-        (0, 8),                   // released beyond tail
-        (CAP + 8, 0),             // more than a capacity claimed
-        (u64::MAX, 0),            // wildly beyond
-        (16, 4),                  // released not on a record boundary
-        (CAP * 5 + 8, CAP * 4),   // more than a capacity, later lap
+        (0, 8),                 // released beyond tail
+        (CAP + 8, 0),           // more than a capacity claimed
+        (u64::MAX, 0),          // wildly beyond
+        (16, 4),                // released not on a record boundary
+        (CAP * 5 + 8, CAP * 4), // more than a capacity, later lap
     ] {
         let header = Header {
             tail,
@@ -374,8 +369,7 @@ impl Scribbler {
         bytes[REC_SEQ..REC_SEQ + 8].copy_from_slice(&raw.seq.to_le_bytes());
         bytes[REC_KEY_LEN..REC_KEY_LEN + 4].copy_from_slice(&raw.key_len.to_le_bytes());
         bytes[REC_VALUE_LEN..REC_VALUE_LEN + 4].copy_from_slice(&raw.value_len.to_le_bytes());
-        bytes[REC_HEADERS_LEN..REC_HEADERS_LEN + 4]
-            .copy_from_slice(&raw.headers_len.to_le_bytes());
+        bytes[REC_HEADERS_LEN..REC_HEADERS_LEN + 4].copy_from_slice(&raw.headers_len.to_le_bytes());
         self.data(pos, &bytes);
     }
 }
@@ -424,7 +418,10 @@ fn record_beyond_the_tail() {
     );
     // Moving the tail on makes it readable.
     s.tail(56);
-    assert_eq!(consumer.peek().unwrap().unwrap().value(), Some(&[0u8; 8][..]));
+    assert_eq!(
+        consumer.peek().unwrap().unwrap().value(),
+        Some(&[0u8; 8][..])
+    );
 }
 
 #[test]
@@ -570,8 +567,8 @@ fn hostile_header_blocks_decode_to_errors() {
     }
     block.extend_from_slice(&[7, 7]);
     let overruns: [&[u8]; 3] = [
-        &[0xFF, 0xFF, 0, 0, 0, 0],          // name of 65535 bytes
-        &[0, 0, 0xF0, 0xFF, 0xFF, 0xFF],    // value of ~4 GiB
+        &[0xFF, 0xFF, 0, 0, 0, 0],             // name of 65535 bytes
+        &[0, 0, 0xF0, 0xFF, 0xFF, 0xFF],       // value of ~4 GiB
         &[1, 0, 0xFE, 0xFF, 0xFF, 0xFF, b'n'], // name fits, value overflows
     ];
     let mut pos = 0u64;
@@ -597,7 +594,9 @@ fn hostile_header_blocks_decode_to_errors() {
     let record = consumer.peek().unwrap().unwrap();
     let results: Vec<_> = record.headers().collect();
     assert_eq!(results.len(), 334);
-    assert!(results[..333].iter().all(|h| h.as_ref().unwrap().name.is_empty()));
+    assert!(results[..333]
+        .iter()
+        .all(|h| h.as_ref().unwrap().name.is_empty()));
     assert_eq!(results[333], Err(RecordError::BadHeaders));
     consumer.advance();
     for _ in overruns {
@@ -680,7 +679,7 @@ fn skip_records_beyond_one_lap_stop_at_the_lap() {
 
 #[test]
 fn positions_near_u64_max_do_not_overflow() {
-    let top = u64::MAX & !(RECORD_ALIGN as u64 - 1);
+    let top = !(RECORD_ALIGN as u64 - 1); // u64::MAX rounded down to a record boundary
     let s = Scribbler::new(top);
     let mut consumer = s.consumer();
     s.u32_at(top, STATE_SKIP | 8);
@@ -760,17 +759,28 @@ fn step() -> impl Strategy<Value = Step> {
 fn chain() -> impl Strategy<Value = Vec<(u32, bool, bool, u32, u32)>> {
     prop::collection::vec(
         (
-            prop_oneof![Just(0u32), Just(STATE_SKIP), Just(STATE_CLAIMED), any::<u32>()],
-            prop::bool::weighted(0.8), // right sequence
-            prop::bool::weighted(0.8), // right kind
-            0..200u32,                 // value length
+            prop_oneof![
+                Just(0u32),
+                Just(STATE_SKIP),
+                Just(STATE_CLAIMED),
+                any::<u32>()
+            ],
+            prop::bool::weighted(0.8),          // right sequence
+            prop::bool::weighted(0.8),          // right kind
+            0..200u32,                          // value length
             prop_oneof![0..8u32, any::<u32>()], // length error
         ),
         0..40,
     )
 }
 
-fn drive(start: u64, fill: Vec<u8>, links: Vec<(u32, bool, bool, u32, u32)>, tail: u64, steps: Vec<Step>) {
+fn drive(
+    start: u64,
+    fill: Vec<u8>,
+    links: Vec<(u32, bool, bool, u32, u32)>,
+    tail: u64,
+    steps: Vec<Step>,
+) {
     let s = Scribbler::new(start);
     s.data(0, &fill);
     let mut pos = start;
@@ -784,7 +794,11 @@ fn drive(start: u64, fill: Vec<u8>, links: Vec<(u32, bool, bool, u32, u32)>, tai
             pos,
             Raw {
                 state,
-                kind: if right_kind { KIND_MESSAGE } else { noise as u16 },
+                kind: if right_kind {
+                    KIND_MESSAGE
+                } else {
+                    noise as u16
+                },
                 seq: if right_seq { pos } else { u64::from(noise) },
                 key_len: NULL_LEN,
                 value_len: if noise < 8 { value_len } else { noise },

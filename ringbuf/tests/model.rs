@@ -285,10 +285,7 @@ fn spec_of<'a>(c: &Content, headers: &'a [Header<'a>]) -> RecordSpec<'a> {
     }
 }
 
-fn check_full<T>(
-    real: Result<T, ReserveError>,
-    model: Result<u64, (u64, u64)>,
-) -> Option<T> {
+fn check_full<T>(real: Result<T, ReserveError>, model: Result<u64, (u64, u64)>) -> Option<T> {
     match (real, model) {
         (Ok(v), Ok(_)) => Some(v),
         (
@@ -349,7 +346,8 @@ impl<'a> Harness<'a> {
                 let content = self.content(*p, shape);
                 let expected = self.model.claim(content.span());
                 let producer: &'a RingProducer = &self.producers[*p];
-                let real = content.with_headers(|h| producer.reserve(&spec_of(&content, h), WhenFull::Fail));
+                let real = content
+                    .with_headers(|h| producer.reserve(&spec_of(&content, h), WhenFull::Fail));
                 if let Some(slot) = check_full(real, expected) {
                     assert_eq!(slot.seq(), expected.unwrap());
                     self.model.entries.push_back(Entry {
@@ -520,7 +518,10 @@ impl<'a> Harness<'a> {
 
     /// Peeks and advances once; checks the record against the model.
     fn consume_one(&mut self) -> bool {
-        let real = self.consumer.peek().expect("a well-behaved ring never errors");
+        let real = self
+            .consumer
+            .peek()
+            .expect("a well-behaved ring never errors");
         let expected = self.model.peek().cloned();
         match (real, expected) {
             (None, None) => {
@@ -641,7 +642,10 @@ fn many_laps_with_open_slots() {
             which: i,
         });
         if i % 5 == 0 {
-            ops.push(Op::Abort { p: i % PRODUCERS, which: i });
+            ops.push(Op::Abort {
+                p: i % PRODUCERS,
+                which: i,
+            });
         }
         ops.push(Op::Consume { n: 3 });
         ops.push(Op::Mark {

@@ -68,7 +68,8 @@ fn run(args: &Args, socket: &Path, bootstrap: &str) -> anyhow::Result<()> {
         args.clients, args.records, args.value_size
     );
     let bar = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} records ({per_sec})")?.progress_chars("=> "),
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} records ({per_sec})")?
+            .progress_chars("=> "),
     );
     bar.set_message("committed");
     let start = Instant::now();
@@ -77,7 +78,12 @@ fn run(args: &Args, socket: &Path, bootstrap: &str) -> anyhow::Result<()> {
         let child = Command::new(std::env::current_exe()?)
             .env(
                 CHILD_ENV,
-                format!("{client}:{}:{}:{}", args.records, args.value_size, socket.display()),
+                format!(
+                    "{client}:{}:{}:{}",
+                    args.records,
+                    args.value_size,
+                    socket.display()
+                ),
             )
             .stdout(Stdio::piped())
             .spawn()
@@ -104,7 +110,10 @@ fn run(args: &Args, socket: &Path, bootstrap: &str) -> anyhow::Result<()> {
     let mut acked_at = start.elapsed();
     for line in rx {
         let mut words = line.split_whitespace();
-        match (words.next(), words.next().and_then(|n| n.parse::<u64>().ok())) {
+        match (
+            words.next(),
+            words.next().and_then(|n| n.parse::<u64>().ok()),
+        ) {
             (Some("committed"), Some(n)) => {
                 committed += n;
                 bar.inc(n);
@@ -128,7 +137,12 @@ fn run(args: &Args, socket: &Path, bootstrap: &str) -> anyhow::Result<()> {
     }
     bar.finish_with_message("committed");
     println!("reading the topic back from the broker with an independent consumer...");
-    let records = shmkafka_testkit::consume_all(bootstrap, TOPIC, committed as usize, Duration::from_secs(60))?;
+    let records = shmkafka_testkit::consume_all(
+        bootstrap,
+        TOPIC,
+        committed as usize,
+        Duration::from_secs(60),
+    )?;
     let mut seen = HashSet::with_capacity(records.len());
     let (mut duplicates, mut corrupt) = (0u64, 0u64);
     for record in &records {
@@ -148,9 +162,16 @@ fn run(args: &Args, socket: &Path, bootstrap: &str) -> anyhow::Result<()> {
     let secs = acked_at.as_secs_f64();
     println!();
     println!("  {:<34} {:>12}", "records committed by clients", committed);
-    println!("  {:<34} {:>12}", "acknowledged by the broker", acknowledged);
+    println!(
+        "  {:<34} {:>12}",
+        "acknowledged by the broker", acknowledged
+    );
     println!("  {:<34} {:>12}", "failed", failed);
-    println!("  {:<34} {:>12}", "read back from the broker", records.len());
+    println!(
+        "  {:<34} {:>12}",
+        "read back from the broker",
+        records.len()
+    );
     println!("  {:<34} {:>12}", "missing", missing);
     println!("  {:<34} {:>12}", "duplicates", duplicates);
     println!("  {:<34} {:>12}", "content mismatches", corrupt);
@@ -173,7 +194,14 @@ fn start_daemon(socket: &Path, log: &str) -> anyhow::Result<(Child, String)> {
     let mut daemon = Command::new(&exe)
         // The mock cluster retains 5 MB per partition: spread the demo topic
         // over enough partitions to keep every record for the read-back.
-        .args(["--embedded-broker", "--embedded-topic", &format!("{TOPIC}:64"), "--log-level", log, "--socket"])
+        .args([
+            "--embedded-broker",
+            "--embedded-topic",
+            &format!("{TOPIC}:64"),
+            "--log-level",
+            log,
+            "--socket",
+        ])
         .arg(socket)
         .stdout(Stdio::piped())
         .spawn()
@@ -198,7 +226,10 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe.with_file_name(name);
     if !path.exists() {
-        bail!("{} not found; build the workspace first: cargo build --release", path.display());
+        bail!(
+            "{} not found; build the workspace first: cargo build --release",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -215,7 +246,9 @@ fn parse_key(key: &[u8]) -> Option<(u64, u64)> {
 
 fn expected_value(client: u64, index: u64, size: usize) -> Vec<u8> {
     let seed = client.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index;
-    (0..size).map(|i| (seed.wrapping_add(i as u64 * 31) % 251) as u8).collect()
+    (0..size)
+        .map(|i| (seed.wrapping_add(i as u64 * 31) % 251) as u8)
+        .collect()
 }
 
 /// One client process: write, report progress, flush, report.

@@ -1,0 +1,355 @@
+//! The drain threads' side of the spool.
+//!
+//! A record that failed permanently stays in flight in its ring (unmarked,
+//! so its space is not released) and waits here as a [`PendingFailure`].
+//! Once per drain-loop pass [`DeadLetters::spool_due`] copies every waiting
+//! record from its ring into one batch, fsyncs it, and only then hands the
+//! records back to be marked failed and released. If the spool cannot be
+//! written (disk full, directory unusable) nothing is marked: the records
+//! stay in their rings, which fill up and push back on their producers, and
+//! the batch is retried with backoff while an error is logged (rate-limited).
+
+use std::time::{Duration, Instant};
+
+use shmkafka_ringbuf::{Delivery, RecordView, RingConsumer};
+use tracing::{error, info, warn};
+
+use super::files::now_ms;
+use super::format::{Persistence, RecordRef, FLAG_CONTENT_LOST};
+use super::writer::{CommitError, SpoolWriter};
+use crate::client::Client;
+use crate::config::SpoolSection;
+use crate::kafka::{self, KafkaErrorCode};
+
+/// First retry after a failed spool write; doubled up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(100);
+/// Longest wait between attempts while the spool stays unwritable.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// At most one error line per this interval while the spool is unwritable.
+const ALARM_INTERVAL: Duration = Duration::from_secs(10);
+/// At shutdown, commit the records of a gone client in batches of about
+/// this many bytes, so a full ring is not copied into memory at once.
+const SHUTDOWN_BATCH_BYTES: usize = 8 << 20;
+/// Error code for records spooled at shutdown because the budget ran out
+/// (`RD_KAFKA_RESP_ERR__PURGE_QUEUE`: purged from the producer's queue).
+pub const ERR_SHUTDOWN_PURGED: i32 = -152;
+
+/// A failed record waiting, still in its ring, to be spooled.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingFailure {
+    /// The drain thread's ring slot.
+    pub slot: usize,
+    /// Ring sequence number.
+    pub seq: u64,
+    /// Why it failed.
+    pub code: KafkaErrorCode,
+    /// Whether the broker may have it anyway.
+    pub status: kafka::Persistence,
+    /// When it failed, ms since the epoch.
+    pub failed_at_ms: i64,
+}
+
+impl PendingFailure {
+    /// A failure that happened now.
+    pub fn now(slot: usize, seq: u64, code: KafkaErrorCode, status: kafka::Persistence) -> Self {
+        Self {
+            slot,
+            seq,
+            code,
+            status,
+            failed_at_ms: now_ms(),
+        }
+    }
+}
+
+/// Failed records on their way to disk, for one drain thread.
+#[derive(Debug)]
+pub struct DeadLetters {
+    writer: SpoolWriter,
+    pending: Vec<PendingFailure>,
+    /// Set while the spool is failing: no attempt before this.
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    last_alarm: Option<Instant>,
+    /// Failed attempts since the last error line.
+    suppressed: u64,
+}
+
+impl DeadLetters {
+    /// Dead letters of drain thread `index`, spooled per `config`.
+    pub fn new(config: &SpoolSection, index: usize) -> Self {
+        Self {
+            writer: SpoolWriter::new(&config.dir, config.max_file_bytes, format!("d{index}")),
+            pending: Vec::new(),
+            retry_at: None,
+            backoff: RETRY_MIN,
+            last_alarm: None,
+            suppressed: 0,
+        }
+    }
+
+    /// Queues a failed record; it must stay in flight in its ring until
+    /// [`DeadLetters::spool_due`] returns it.
+    pub fn defer(&mut self, failure: PendingFailure) {
+        self.pending.push(failure);
+    }
+
+    /// Whether no record is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Records waiting.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Writes all waiting records as one durable batch, unless a retry is
+    /// not due yet. `append` adds one waiting record (read from its ring)
+    /// to the writer's batch. Returns the records now on disk, which the
+    /// caller marks failed; empty if nothing was due or the write failed.
+    pub fn spool_due(
+        &mut self,
+        now: Instant,
+        mut append: impl FnMut(&PendingFailure, &mut SpoolWriter),
+    ) -> Vec<PendingFailure> {
+        if self.pending.is_empty() || self.retry_at.is_some_and(|at| now < at) {
+            return Vec::new();
+        }
+        for failure in &self.pending {
+            append(failure, &mut self.writer);
+        }
+        match self.writer.commit() {
+            Ok(done) => {
+                if self.retry_at.take().is_some() {
+                    info!(dir = %self.writer.dir().display(), records = done.records,
+                        "dead-letter spool writable again; held records spooled and released");
+                }
+                self.backoff = RETRY_MIN;
+                self.suppressed = 0;
+                std::mem::take(&mut self.pending)
+            }
+            Err(e) => {
+                self.alarm(now, &e);
+                self.retry_at = Some(now + self.backoff);
+                self.backoff = (self.backoff * 2).min(RETRY_MAX);
+                // Records are written in `pending` order: the first
+                // `durable` made it and must not be written twice.
+                self.pending
+                    .drain(..e.durable.min(self.pending.len()))
+                    .collect()
+            }
+        }
+    }
+
+    fn alarm(&mut self, now: Instant, e: &CommitError) {
+        if self
+            .last_alarm
+            .is_some_and(|at| now.duration_since(at) < ALARM_INTERVAL)
+        {
+            self.suppressed += 1;
+            return;
+        }
+        self.last_alarm = Some(now);
+        error!(error = %e, held = self.pending.len(), repeats = self.suppressed,
+            "CANNOT WRITE THE DEAD-LETTER SPOOL: failed records stay in their rings (which fill up and block their producers) until it is writable again; retrying");
+        self.suppressed = 0;
+    }
+
+    /// Shutdown, for a client that is gone (its ring dies with the daemon):
+    /// spools every committed record of `consumer` not yet finished, as
+    /// failed with [`ERR_SHUTDOWN_PURGED`]. `consumer` must be fresh (built
+    /// from the release cursor), so it also yields the records that were in
+    /// flight. Returns records spooled, and whether all were.
+    pub fn spool_abandoned(
+        &mut self,
+        consumer: &mut RingConsumer,
+        client: &Client,
+    ) -> (usize, bool) {
+        let code = KafkaErrorCode::from_raw(ERR_SHUTDOWN_PURGED);
+        let mut batch = Vec::new();
+        let mut spooled = 0;
+        loop {
+            let seq = match consumer.peek() {
+                Ok(Some(view)) => {
+                    let failure = PendingFailure::now(
+                        0,
+                        view.seq(),
+                        code,
+                        kafka::Persistence::PossiblyPersisted,
+                    );
+                    append_view(&mut self.writer, &view, client, &failure);
+                    failure.seq
+                }
+                Ok(None) => {
+                    let (tail, _) = client.segment.cursors();
+                    if consumer.drain_pos() < tail
+                        && client.process_exited()
+                        && matches!(consumer.unblock(), Ok(true))
+                    {
+                        continue;
+                    }
+                    break;
+                }
+                Err(e) => {
+                    error!(client = client.id, error = %e,
+                        "garbage in the ring of a gone client; its records after this point are lost at shutdown");
+                    break;
+                }
+            };
+            consumer.advance();
+            batch.push(seq);
+            if self.writer.buffered_bytes() >= SHUTDOWN_BATCH_BYTES {
+                match self.commit_abandoned(consumer, &mut batch) {
+                    Some(n) => spooled += n,
+                    None => return (spooled, false),
+                }
+            }
+        }
+        match self.commit_abandoned(consumer, &mut batch) {
+            Some(n) => (spooled + n, true),
+            None => (spooled, false),
+        }
+    }
+
+    fn commit_abandoned(
+        &mut self,
+        consumer: &mut RingConsumer,
+        batch: &mut Vec<u64>,
+    ) -> Option<usize> {
+        match self.writer.commit() {
+            Ok(_) => {
+                for &seq in batch.iter() {
+                    consumer.mark(seq, Delivery::Failed);
+                }
+                consumer.release();
+                Some(std::mem::take(batch).len())
+            }
+            Err(e) => {
+                error!(error = %e, records = batch.len() - e.durable,
+                    "CANNOT WRITE THE DEAD-LETTER SPOOL at shutdown: undelivered records of a gone client are lost");
+                None
+            }
+        }
+    }
+}
+
+/// Appends the waiting record `failure` from `ring` (its consumer and
+/// client; `None` if the slot is empty, which the drain prevents) to the
+/// batch. A record whose bytes no longer validate is spooled without them.
+pub fn append_failure(
+    writer: &mut SpoolWriter,
+    ring: Option<(&RingConsumer, &Client)>,
+    failure: &PendingFailure,
+) {
+    let view =
+        ring.and_then(|(consumer, client)| Some((consumer.in_flight_view(failure.seq)?, client)));
+    match view {
+        Some((view, client)) => append_view(writer, &view, client, failure),
+        None => {
+            warn!(
+                seq = failure.seq,
+                "failed record no longer readable in its ring; spooling its metadata only"
+            );
+            let client = ring.map(|(_, c)| c);
+            let name = client.map_or_else(String::new, |c| c.name.clone());
+            let error_name = failure.code.name();
+            writer.append(&RecordRef {
+                seq: failure.seq,
+                failed_at_ms: failure.failed_at_ms,
+                timestamp_ms: 0,
+                partition: kafka::PARTITION_UNASSIGNED,
+                error_code: failure.code.raw(),
+                topic_id: u32::MAX,
+                client_pid: client.map_or(0, |c| c.pid),
+                persistence: persistence(failure.status),
+                flags: FLAG_CONTENT_LOST,
+                topic: "",
+                error_name: &error_name,
+                client_name: &name,
+                key: None,
+                value: None,
+                headers: &[],
+            });
+        }
+    }
+}
+
+fn append_view(
+    writer: &mut SpoolWriter,
+    view: &RecordView<'_>,
+    client: &Client,
+    failure: &PendingFailure,
+) {
+    let topic = client
+        .topics()
+        .get(view.topic_id() as usize)
+        .cloned()
+        .flatten();
+    let headers = view.headers_to_vec();
+    let error_name = failure.code.name();
+    writer.append(&RecordRef {
+        seq: failure.seq,
+        failed_at_ms: failure.failed_at_ms,
+        timestamp_ms: view.timestamp_ms(),
+        partition: view.partition(),
+        error_code: failure.code.raw(),
+        topic_id: view.topic_id(),
+        client_pid: client.pid,
+        persistence: persistence(failure.status),
+        flags: 0,
+        topic: topic.as_deref().unwrap_or(""),
+        error_name: &error_name,
+        client_name: &client.name,
+        key: view.key(),
+        value: view.value(),
+        headers: &headers,
+    });
+}
+
+fn persistence(status: kafka::Persistence) -> Persistence {
+    match status {
+        kafka::Persistence::NotPersisted => Persistence::NotPersisted,
+        kafka::Persistence::PossiblyPersisted => Persistence::PossiblyPersisted,
+        kafka::Persistence::Persisted => Persistence::Persisted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shmkafka_ringbuf::{heap_ring, Delivery, Header, Record, WhenFull};
+
+    /// `in_flight_view` (added to the ring consumer for the spool) re-reads
+    /// exactly the in-flight, unmarked record.
+    #[test]
+    fn in_flight_view_reads_back_only_unmarked_in_flight_records() {
+        let (producer, mut consumer) = heap_ring(1 << 12);
+        let headers = [Header {
+            name: "h",
+            value: None,
+        }];
+        let record = Record {
+            topic_id: 2,
+            partition: 5,
+            timestamp_ms: 77,
+            key: Some(b"key"),
+            value: Some(b"value"),
+            headers: &headers,
+        };
+        let seq = producer.send(&record, WhenFull::Fail).unwrap();
+        assert!(consumer.in_flight_view(seq).is_none(), "not advanced yet");
+        consumer.peek().unwrap().unwrap();
+        consumer.advance();
+        let view = consumer.in_flight_view(seq).expect("in flight");
+        assert_eq!(
+            (view.topic_id(), view.partition(), view.timestamp_ms()),
+            (2, 5, 77)
+        );
+        assert_eq!(view.key(), Some(&b"key"[..]));
+        assert_eq!(view.value(), Some(&b"value"[..]));
+        assert_eq!(view.headers().count(), 1);
+        assert!(consumer.in_flight_view(seq + 8).is_none());
+        consumer.mark(seq, Delivery::Failed);
+        assert!(consumer.in_flight_view(seq).is_none(), "marked");
+    }
+}
