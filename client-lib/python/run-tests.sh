@@ -31,6 +31,6 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 # A real (non-editable) install, as a user would do it.
-"$venv/bin/python" -m pip install --quiet --force-reinstall "$here[test]"
+"$venv/bin/python" -m pip install --quiet --force-reinstall "${here}[test]"
 cd "$here"  # pytest imports the installed package, not src/
 exec "$venv/bin/python" -m pytest -p no:cacheprovider "$@"

@@ -41,6 +41,10 @@ struct Args {
     /// Dead-letter spool directory (overrides spool.dir).
     #[arg(long)]
     spool_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (overrides metrics.listen;
+    /// empty: off), e.g. `127.0.0.1:9187`.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_listen: Option<String>,
     /// Log filter (overrides daemon.log_level), e.g. `debug`.
     #[arg(long)]
     log_level: Option<String>,
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
         drain_threads: args.drain_threads,
         log_level: args.log_level.clone(),
         spool_dir: args.spool_dir.clone(),
+        metrics_listen: args.metrics_listen.clone(),
         kafka: Vec::new(),
     };
     if let Some(servers) = &args.bootstrap_servers {
@@ -142,6 +147,7 @@ fn main() -> ExitCode {
                 overrides
                     .kafka
                     .push(("bootstrap.servers".to_owned(), bootstrap));
+                config.apply_overrides(&overrides);
                 _embedded = Some(cluster);
             }
             Err(e) => {

@@ -17,7 +17,9 @@ use crate::layout::*;
 use crate::record::Delivery;
 use crate::ring::Ring;
 use crate::sync::Ordering::{Acquire, Relaxed, Release, SeqCst};
-use crate::sync::{fence, futex_wait, futex_wake, AtomicU32};
+use crate::sync::{
+    consumer_barrier, fence, futex_wait, futex_wake, AtomicU32, UNBARRIERED_PARK_LIMIT,
+};
 
 /// A record handed out by the consumer and not yet released.
 #[derive(Debug, Clone, Copy)]
@@ -366,10 +368,22 @@ impl RingConsumer {
     /// Announces that the consumer is about to sleep. Returns `false` (and
     /// withdraws the announcement) if a record is already committed.
     pub fn prepare_park(&self) -> bool {
-        self.ring.consumer_parked().store(1, Relaxed);
+        self.announce_park();
         // Dekker with `RingProducer::wake_consumer`: store the flag, then
-        // read the state word.
-        fence(SeqCst);
+        // read the state word (barrier: see `sync::consumer_barrier`).
+        consumer_barrier();
+        self.withdraw_if_ready()
+    }
+
+    /// First half of `prepare_park`, for parking on many rings with one
+    /// barrier: store the parked flag.
+    pub(crate) fn announce_park(&self) {
+        self.ring.consumer_parked().store(1, Relaxed);
+    }
+
+    /// Second half, after the barrier: `false` (announcement withdrawn) if a
+    /// record is already committed.
+    pub(crate) fn withdraw_if_ready(&self) -> bool {
         if self.has_ready_record() {
             self.finish_park();
             return false;
@@ -389,7 +403,14 @@ impl RingConsumer {
 
     /// Sleeps until a producer commits a record or `timeout` passes.
     pub fn park(&self, timeout: Duration) {
-        if self.prepare_park() {
+        self.announce_park();
+        let barriered = consumer_barrier();
+        if self.withdraw_if_ready() {
+            let timeout = if barriered {
+                timeout
+            } else {
+                timeout.min(UNBARRIERED_PARK_LIMIT)
+            };
             futex_wait(self.ring.consumer_parked(), 1, Some(timeout));
             self.finish_park();
         }

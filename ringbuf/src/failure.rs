@@ -45,7 +45,11 @@ pub(crate) fn push(ring: &Ring, failure: Failure) -> bool {
     mem.header_u64(off + 8).store(packed, Relaxed);
     // SYNC POINT (failq-publish): pairs with the Acquire load of the tail in
     // `pop`, which then sees the entry written above.
-    mem.header_u64(OFF_FAILQ_TAIL).store(tail + 1, Release);
+    // Wrapping: both cursors live in shared memory, and a client that sets
+    // them near u64::MAX must not make the daemon panic on overflow (debug
+    // builds); found by the ring_consumer fuzz target.
+    mem.header_u64(OFF_FAILQ_TAIL)
+        .store(tail.wrapping_add(1), Release);
     true
 }
 
@@ -66,7 +70,8 @@ pub(crate) fn pop(ring: &Ring) -> Option<Failure> {
         // load of the head in `push`; the entry was read before.
         if mem
             .header_u64(OFF_FAILQ_HEAD)
-            .compare_exchange(head, head + 1, Release, Relaxed)
+            // Wrapping, as in `push`: the cursors are shared memory.
+            .compare_exchange(head, head.wrapping_add(1), Release, Relaxed)
             .is_ok()
         {
             return Some(Failure {

@@ -15,7 +15,7 @@ use crate::layout::*;
 use crate::record::{encode_headers, encoded_headers_len, headers_fit, Record, RecordSpec};
 use crate::ring::Ring;
 use crate::sync::Ordering::{Acquire, Relaxed, Release, SeqCst};
-use crate::sync::{fence, futex_wait, futex_wake, spin_hint};
+use crate::sync::{fence, futex_wait, futex_wake, producer_barrier, spin_hint};
 
 /// The writing half of a ring. Cheap to clone; `Send + Sync`, so all threads
 /// of a process can share one ring.
@@ -311,11 +311,12 @@ impl RingProducer {
     ///
     /// Dekker-style handshake with `RingConsumer::prepare_park`: we store the
     /// state word then read `consumer_parked`; it stores `consumer_parked` then
-    /// reads the state word; the SeqCst fences on both sides guarantee at least
-    /// one of us sees the other's store, so a commit is never missed.
+    /// reads the state word; the barriers on both sides (asymmetric, see
+    /// `sync::producer_barrier`) guarantee at least one of us sees the
+    /// other's store, so a commit is never missed.
     #[inline]
     fn wake_consumer(&self) {
-        fence(SeqCst);
+        producer_barrier(self.ring.light_barrier);
         let parked = self.ring.consumer_parked();
         if parked.load(Relaxed) != 0 {
             futex_wake(parked, 1);

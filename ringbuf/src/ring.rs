@@ -18,6 +18,9 @@ pub(crate) struct Ring {
     pub(crate) mask: u64,
     /// Largest record length (header included, before alignment).
     pub(crate) max_record: u32,
+    /// Producers of this process may use the light side of the wake-up
+    /// barrier (see `sync::producer_barrier`).
+    pub(crate) light_barrier: bool,
 }
 
 impl Ring {
@@ -29,6 +32,7 @@ impl Ring {
             capacity,
             mask: capacity - 1,
             max_record,
+            light_barrier: crate::sync::producer_may_use_light_barrier(),
         }
     }
 

@@ -26,13 +26,21 @@ struct FutexWaitv {
 /// Uses `futex_waitv` over the rings' park words (up to 128; beyond that, or
 /// where the call is unavailable, the timeout bounds the sleep).
 pub fn park_any(consumers: &[&RingConsumer], timeout: Duration) {
-    for (announced, consumer) in consumers.iter().enumerate() {
-        if !consumer.prepare_park() {
-            for c in &consumers[..announced] {
-                c.finish_park();
-            }
-            return;
+    for consumer in consumers {
+        consumer.announce_park();
+    }
+    // One heavy barrier covers every ring (see `sync::consumer_barrier`).
+    let barriered = crate::sync::consumer_barrier();
+    let timeout = if barriered {
+        timeout
+    } else {
+        timeout.min(crate::sync::UNBARRIERED_PARK_LIMIT)
+    };
+    if !consumers.iter().all(|c| c.withdraw_if_ready()) {
+        for consumer in consumers {
+            consumer.finish_park();
         }
+        return;
     }
     let waiters: Vec<FutexWaitv> = consumers
         .iter()
