@@ -80,6 +80,9 @@ pub enum Variant {
     Baseline,
     /// The shmkafka ring.
     Ring,
+    /// A Unix datagram socket: one `send` per record, the transport of the
+    /// classic producer daemons (Bruce, Dory).
+    Datagram,
 }
 
 /// Options of the hidden producer-child role.
@@ -206,6 +209,7 @@ pub fn run(args: &HandoffArgs) -> anyhow::Result<Report> {
             (Variant::Baseline, 1),
             (Variant::Ring, 1),
             (Variant::Ring, args.threads),
+            (Variant::Datagram, 1),
         ];
         let mut baseline_rate = f64::NAN;
         for (variant, producers) in cells {
@@ -272,9 +276,9 @@ pub fn run(args: &HandoffArgs) -> anyhow::Result<Report> {
 fn print_table(report: &Report, threads: u32) {
     println!();
     println!(
-        "| size B | baseline M rec/s | GB/s | ring x1 M rec/s | GB/s | x1/base | ring x{threads} M rec/s | GB/s | x{threads}/base | producer CPU ns/rec (base / x1 / x{threads}) |"
+        "| size B | baseline M rec/s | GB/s | ring x1 M rec/s | GB/s | x1/base | ring x{threads} M rec/s | GB/s | x{threads}/base | datagram M rec/s | ring x1/datagram | producer CPU ns/rec (base / x1 / x{threads} / dgram) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let sizes: Vec<usize> = {
         let mut s: Vec<usize> = report.results.iter().map(|m| m.size).collect();
         s.dedup();
@@ -287,15 +291,16 @@ fn print_table(report: &Report, threads: u32) {
                 .iter()
                 .find(|m| m.size == size && m.variant == variant && m.producers == producers)
         };
-        let (Some(b), Some(r1), Some(rn)) = (
+        let (Some(b), Some(r1), Some(rn), Some(d)) = (
             cell(Variant::Baseline, 1),
             cell(Variant::Ring, 1),
             cell(Variant::Ring, threads),
+            cell(Variant::Datagram, 1),
         ) else {
             continue;
         };
         println!(
-            "| {size} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} / {:.0} / {:.0} |",
+            "| {size} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.0} / {:.0} / {:.0} / {:.0} |",
             b.records_per_sec / 1e6,
             b.gb_per_sec,
             r1.records_per_sec / 1e6,
@@ -304,9 +309,12 @@ fn print_table(report: &Report, threads: u32) {
             rn.records_per_sec / 1e6,
             rn.gb_per_sec,
             rn.ratio_to_baseline,
+            d.records_per_sec / 1e6,
+            r1.records_per_sec / d.records_per_sec,
             b.producer_cpu_ns_per_record,
             r1.producer_cpu_ns_per_record,
             rn.producer_cpu_ns_per_record,
+            d.producer_cpu_ns_per_record,
         );
     }
     let verdict = |r: Option<f64>, target: f64| match r {
@@ -366,6 +374,18 @@ fn measure(child_args: &ChildArgs) -> anyhow::Result<Measurement> {
                     std::hint::spin_loop();
                 }
                 got += frames;
+            }
+            (sum, start.elapsed())
+        }
+        Variant::Datagram => {
+            let receiver = std::os::unix::net::UnixDatagram::from(fd);
+            let mut buf = vec![0u8; child_args.size + 1];
+            go.write_all(b"G").context("go")?;
+            let start = Instant::now();
+            let mut sum = 0u64;
+            for _ in 0..n {
+                let len = receiver.recv(&mut buf).context("recv")?;
+                sum = sum.wrapping_add(checksum(&buf[..len]));
             }
             (sum, start.elapsed())
         }
@@ -446,6 +466,24 @@ pub fn child(args: &ChildArgs) -> anyhow::Result<()> {
             for i in 0..args.records {
                 payload[..8].copy_from_slice(&i.to_le_bytes());
                 producer.push(&payload);
+                sum = sum.wrapping_add(i);
+            }
+            sum.wrapping_add(checksum(&pattern(args.size)[8..]).wrapping_mul(args.records))
+        }
+        Variant::Datagram => {
+            ensure!(args.threads == 1, "the datagram variant has one producer");
+            let (sender, receiver) = std::os::unix::net::UnixDatagram::pair()?;
+            fdpass::send_fd(&socket, receiver.as_raw_fd())?;
+            drop(receiver);
+            wait_go(&socket)?;
+            pin_producer(&args.cpus, 0)?;
+            let mut payload = pattern(args.size);
+            let mut sum = 0u64;
+            for i in 0..args.records {
+                payload[..8].copy_from_slice(&i.to_le_bytes());
+                // Blocks while the receiver's queue is full (a daemon of the
+                // classic kind would drop the message instead).
+                sender.send(&payload)?;
                 sum = sum.wrapping_add(i);
             }
             sum.wrapping_add(checksum(&pattern(args.size)[8..]).wrapping_mul(args.records))

@@ -45,6 +45,9 @@ pub struct ProduceArgs {
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Extra shmkafkad argument (repeatable), e.g. `--daemon-arg=--drain-threads=2`.
+    #[arg(long = "daemon-arg", allow_hyphen_values = true)]
+    pub daemon_args: Vec<String>,
 }
 
 /// Which path a client process takes to Kafka.
@@ -259,7 +262,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(dir: &Path, bootstrap: &str) -> anyhow::Result<Daemon> {
+    fn start(dir: &Path, bootstrap: &str, extra: &[String]) -> anyhow::Result<Daemon> {
         let exe = std::env::current_exe()?.with_file_name("shmkafkad");
         let socket = dir.join("shmkafkad.sock");
         let child = Command::new(&exe)
@@ -271,6 +274,7 @@ impl Daemon {
                 "--socket",
             ])
             .arg(&socket)
+            .args(extra)
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {} (cargo build --release first)", exe.display()))?;
@@ -392,7 +396,7 @@ pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
         .clone()
         .or_else(|| mock.as_ref().map(|m| m.bootstrap_servers().to_owned()))
         .context("no broker")?;
-    let daemon = Daemon::start(dir.path(), &bootstrap)?;
+    let daemon = Daemon::start(dir.path(), &bootstrap, &args.daemon_args)?;
     let mut results = Vec::new();
     let mut case = 0;
     for &size in &args.sizes {

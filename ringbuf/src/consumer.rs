@@ -45,6 +45,8 @@ pub struct RingConsumer {
     in_flight: VecDeque<InFlight>,
     /// Span of the record returned by the last `peek`, taken by `advance`.
     peeked_span: Option<u32>,
+    /// Index in `in_flight` of the record marked last (see `find_in_flight`).
+    mark_hint: usize,
 }
 
 /// A validated committed record, borrowed from the ring.
@@ -80,6 +82,7 @@ impl RingConsumer {
             known_tail: tail,
             in_flight: VecDeque::new(),
             peeked_span: None,
+            mark_hint: 0,
         })
     }
 
@@ -269,7 +272,7 @@ impl RingConsumer {
     /// Records the outcome of the in-flight record `seq`. Returns `false` if
     /// `seq` is not in flight (already marked, or never handed out).
     pub fn mark(&mut self, seq: u64, outcome: Delivery) -> bool {
-        let Ok(i) = self.in_flight.binary_search_by_key(&seq, |r| r.pos) else {
+        let Some(i) = self.find_in_flight(seq) else {
             return false;
         };
         let record = &mut self.in_flight[i];
@@ -310,6 +313,21 @@ impl RingConsumer {
         })
     }
 
+    /// Index of the in-flight record at `seq`. Delivery reports come back
+    /// mostly in the order records were handed out (in order per partition),
+    /// so the record after the last one marked is tried first; otherwise
+    /// bisect.
+    fn find_in_flight(&mut self, seq: u64) -> Option<usize> {
+        let next = self.mark_hint + 1;
+        if self.in_flight.get(next).is_some_and(|r| r.pos == seq) {
+            self.mark_hint = next;
+            return Some(next);
+        }
+        let found = self.in_flight.binary_search_by_key(&seq, |r| r.pos).ok()?;
+        self.mark_hint = found;
+        Some(found)
+    }
+
     /// Gives back the space of the contiguous prefix of finished records,
     /// zeroing it first. Returns the number of bytes released.
     pub fn release(&mut self) -> u64 {
@@ -320,6 +338,7 @@ impl RingConsumer {
             }
             self.released_pos += front.span as u64;
             self.in_flight.pop_front();
+            self.mark_hint = self.mark_hint.saturating_sub(1);
         }
         let freed = self.released_pos - start;
         if freed == 0 {

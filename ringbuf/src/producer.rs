@@ -70,6 +70,7 @@ impl RingProducer {
     /// Reserves space for one record shaped like `spec` and writes its header;
     /// the caller fills key and value through the returned [`Slot`] and
     /// commits it. Dropping the slot without commit aborts the record.
+    #[inline]
     pub fn reserve(
         &self,
         spec: &RecordSpec<'_>,
@@ -89,15 +90,29 @@ impl RingProducer {
     }
 
     /// Copies `record` into the ring and commits it; returns its sequence number.
+    #[inline]
     pub fn send(&self, record: &Record<'_>, when_full: WhenFull) -> Result<u64, ReserveError> {
-        let mut slot = self.reserve(&record.spec(), when_full)?;
+        // The same steps as reserve + write + commit, without a `Slot`: no
+        // abort-on-drop bookkeeping is needed when nothing can fail between
+        // the claim and the commit.
+        let spec = record.spec();
+        let len = self.checked_len(&spec)?;
+        let pos = self.claim(align_record(len), when_full)?;
+        self.write_header(pos, len, &spec);
+        let payload = self.ring.index(pos) + RECORD_HEADER_SIZE;
         if let Some(key) = record.key {
-            slot.write_key(key);
+            self.ring.mem.write(payload, key);
         }
         if let Some(value) = record.value {
-            slot.write_value(value);
+            self.ring
+                .mem
+                .write(payload + spec.key_len.unwrap_or(0), value);
         }
-        Ok(slot.commit())
+        // SYNC POINT (publish): pairs with the consumer's Acquire load of the
+        // state word in `RingConsumer::peek`.
+        self.ring.state_word(pos).store(len as u32, Release);
+        self.wake_consumer();
+        Ok(pos)
     }
 
     /// Copies all `records` into the ring with a single claim (one atomic for
@@ -169,8 +184,9 @@ impl RingProducer {
         self.wait_for_space(deadline, || self.released() >= pos)
     }
 
+    #[inline]
     fn checked_len(&self, spec: &RecordSpec<'_>) -> Result<usize, ReserveError> {
-        if !headers_fit(spec.headers) {
+        if !spec.headers.is_empty() && !headers_fit(spec.headers) {
             return Err(ReserveError::HeaderTooLarge);
         }
         let key = spec.key_len.unwrap_or(0);
@@ -189,6 +205,7 @@ impl RingProducer {
 
     /// Claims `need` bytes (aligned) at a position that does not straddle the
     /// end of the data area, padding the end if necessary.
+    #[inline]
     fn claim(&self, need: usize, when_full: WhenFull) -> Result<u64, ReserveError> {
         debug_assert!(need.is_multiple_of(RECORD_ALIGN) && need as u64 <= self.ring.capacity);
         let mut result = self.try_claim(need as u64);
@@ -210,6 +227,7 @@ impl RingProducer {
         result
     }
 
+    #[inline]
     fn try_claim(&self, need: u64) -> Result<u64, ReserveError> {
         let ring = &*self.ring;
         let capacity = ring.capacity;
@@ -261,6 +279,7 @@ impl RingProducer {
     }
 
     /// Writes the state word (claimed) and the record header at `pos`.
+    #[inline]
     fn write_header(&self, pos: u64, len: usize, spec: &RecordSpec<'_>) {
         let ring = &*self.ring;
         ring.state_word(pos)
@@ -421,11 +440,13 @@ impl Slot<'_> {
     }
 
     /// Publishes the record to the consumer; returns its sequence number.
+    #[inline]
     pub fn commit(mut self) -> u64 {
         self.finish(self.len as u32);
         self.pos
     }
 
+    #[inline]
     fn finish(&mut self, state: u32) {
         self.done = true;
         // SYNC POINT (publish): pairs with the consumer's Acquire load of the
