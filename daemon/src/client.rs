@@ -15,6 +15,10 @@ pub struct ClientCounters {
     pub delivered: AtomicU64,
     /// Records failed permanently.
     pub failed: AtomicU64,
+    /// Records written to the dead-letter spool.
+    pub spooled: AtomicU64,
+    /// The ring held garbage and is no longer drained.
+    pub quarantined: AtomicBool,
 }
 
 /// One client process's registration.

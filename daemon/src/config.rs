@@ -35,6 +35,14 @@ pub const MIN_SPOOL_FILE_BYTES: u64 = 4096;
 /// Largest allowed `spool.max_file_bytes` (files are read whole).
 pub const MAX_SPOOL_FILE_BYTES: u64 = 1 << 30;
 
+/// Conventional metrics address (an unassigned port in Prometheus' list of
+/// exporter ports); the example config uses it, the built-in default is off.
+pub const EXAMPLE_METRICS_LISTEN: &str = "127.0.0.1:9187";
+/// Default librdkafka statistics interval while metrics are served: often
+/// enough for a 15 s scrape, rare enough that building the JSON document
+/// (proportional to brokers x partitions) costs librdkafka nothing to speak of.
+pub const DEFAULT_STATISTICS_INTERVAL_MS: u64 = 5_000;
+
 /// librdkafka properties the daemon sets unless the config overrides them.
 ///
 /// * idempotence and `acks=all`: no duplicates or reordering from retries,
@@ -76,6 +84,9 @@ pub struct Config {
     /// Dead-letter spool.
     #[serde(default)]
     pub spool: SpoolSection,
+    /// Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: MetricsSection,
     /// librdkafka properties, passed through.
     #[serde(default)]
     pub kafka: BTreeMap<String, KafkaValue>,
@@ -99,6 +110,8 @@ pub struct Overrides {
     pub log_level: Option<String>,
     /// `--spool-dir`.
     pub spool_dir: Option<PathBuf>,
+    /// `--metrics-listen` (empty: off).
+    pub metrics_listen: Option<String>,
     /// `--bootstrap-servers` and `-X key=value`, in order.
     pub kafka: Vec<(String, String)>,
 }
@@ -224,6 +237,65 @@ impl SpoolSection {
     }
 }
 
+/// `[metrics]`: Prometheus text exposition over a minimal HTTP responder.
+/// Off unless `listen` is set; loopback only unless `allow_non_loopback`
+/// (the endpoint has no authentication and names client processes).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Turns the endpoint off without removing `listen`.
+    pub enabled: bool,
+    /// `host:port` to serve `GET /metrics` on; empty: off.
+    pub listen: String,
+    /// Permits a non-loopback `listen` address.
+    pub allow_non_loopback: bool,
+    /// librdkafka `statistics.interval.ms` while metrics are served (0: no
+    /// `rdkafka_*` metrics); a `[kafka]` setting of it wins.
+    pub statistics_interval_ms: u64,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: String::new(),
+            allow_non_loopback: false,
+            statistics_interval_ms: DEFAULT_STATISTICS_INTERVAL_MS,
+        }
+    }
+}
+
+impl MetricsSection {
+    /// The address to serve on, if metrics are on. Call after `validate`.
+    pub fn address(&self) -> Option<std::net::SocketAddr> {
+        if !self.enabled || self.listen.trim().is_empty() {
+            return None;
+        }
+        self.listen.trim().parse().ok()
+    }
+
+    /// Checks that `listen` is a socket address, and a loopback one unless
+    /// allowed otherwise.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.enabled || self.listen.trim().is_empty() {
+            return Ok(());
+        }
+        let address: std::net::SocketAddr = self.listen.trim().parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "metrics.listen = {:?} is not a socket address like \"{EXAMPLE_METRICS_LISTEN}\" or \"[::1]:9187\"",
+                self.listen
+            ))
+        })?;
+        if !address.ip().is_loopback() && !self.allow_non_loopback {
+            return Err(ConfigError::Invalid(format!(
+                "metrics.listen = {address} is not a loopback address; the endpoint has no \
+                 authentication: set metrics.allow_non_loopback = true to serve it anyway"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A librdkafka property value; TOML numbers and booleans are accepted and
 /// passed as their text.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -323,6 +395,9 @@ impl Config {
         if let Some(dir) = &overrides.spool_dir {
             self.spool.dir = dir.clone();
         }
+        if let Some(listen) = &overrides.metrics_listen {
+            self.metrics.listen = listen.clone();
+        }
         for (key, value) in &overrides.kafka {
             self.set_kafka(key, value);
         }
@@ -355,6 +430,7 @@ impl Config {
             ));
         }
         self.spool.validate()?;
+        self.metrics.validate()?;
         if self.daemon.max_clients == 0 {
             return Err(ConfigError::Invalid(
                 "daemon.max_clients must be at least 1".into(),
@@ -381,6 +457,12 @@ impl Config {
         let mut config = KafkaConfig::new();
         for (k, v) in KAFKA_DEFAULTS {
             config.set(*k, *v);
+        }
+        if self.metrics.address().is_some() && self.metrics.statistics_interval_ms > 0 {
+            config.set(
+                "statistics.interval.ms",
+                self.metrics.statistics_interval_ms.to_string(),
+            );
         }
         for (k, v) in &self.kafka {
             config.set(k.clone(), v.to_string());
@@ -413,6 +495,12 @@ impl Config {
             "spool.dir = {}\nspool.max_file_bytes = {}\n",
             self.spool.dir.display(),
             self.spool.max_file_bytes
+        ));
+        out.push_str(&format!(
+            "metrics.listen = {}\n",
+            self.metrics
+                .address()
+                .map_or_else(|| "off".to_owned(), |a| a.to_string())
         ));
         for (k, v) in self.kafka_config().entries() {
             let shown = if is_secret_key(k) { MASK } else { v };
@@ -498,6 +586,58 @@ mod tests {
         assert!(err.contains("spool.max_file_bytes"), "{err}");
         let empty = Config::parse("[spool]\ndir = \"\"\n").unwrap();
         assert!(empty.spool.validate().is_err());
+    }
+
+    #[test]
+    fn metrics_section_defaults_off_and_validates_the_address() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.metrics.address(), None);
+        assert!(!config
+            .kafka_config()
+            .entries()
+            .any(|(k, _)| k == "statistics.interval.ms"));
+
+        let on = Config::parse("[metrics]\nlisten = \"127.0.0.1:9187\"\n").unwrap();
+        on.metrics.validate().unwrap();
+        assert_eq!(
+            on.metrics.address(),
+            Some("127.0.0.1:9187".parse().unwrap())
+        );
+        assert_eq!(
+            on.kafka_config().get("statistics.interval.ms"),
+            Some("5000")
+        );
+        let v6 = Config::parse("[metrics]\nlisten = \"[::1]:9187\"\n").unwrap();
+        v6.metrics.validate().unwrap();
+
+        let off =
+            Config::parse("[metrics]\nlisten = \"127.0.0.1:9187\"\nenabled = false\n").unwrap();
+        off.metrics.validate().unwrap();
+        assert_eq!(off.metrics.address(), None);
+
+        let bad = Config::parse("[metrics]\nlisten = \"localhost\"\n").unwrap();
+        let err = bad.metrics.validate().unwrap_err().to_string();
+        assert!(err.contains("metrics.listen"), "{err}");
+
+        let public = Config::parse("[metrics]\nlisten = \"0.0.0.0:9187\"\n").unwrap();
+        let err = public.metrics.validate().unwrap_err().to_string();
+        assert!(err.contains("allow_non_loopback"), "{err}");
+        let allowed =
+            Config::parse("[metrics]\nlisten = \"0.0.0.0:9187\"\nallow_non_loopback = true\n")
+                .unwrap();
+        allowed.metrics.validate().unwrap();
+
+        let explicit = Config::parse(
+            "[metrics]\nlisten = \"127.0.0.1:1\"\n[kafka]\n\"statistics.interval.ms\" = 1000\n",
+        )
+        .unwrap();
+        assert_eq!(
+            explicit.kafka_config().get("statistics.interval.ms"),
+            Some("1000")
+        );
+
+        let err = Config::parse("[metrics]\nlisten_on = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("listen_on"), "{err}");
     }
 
     #[test]

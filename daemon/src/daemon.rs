@@ -11,12 +11,16 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::drain::{DrainOptions, DrainStats, DrainThread};
 use crate::kafka::{ProducerOptions, ThreadPinning};
+use crate::metrics::{Endpoint, Telemetry};
 use crate::notify::Notifier;
 use crate::registry::{DrainSlot, Registry};
 use crate::server::{AccessPolicy, ControlServer};
 
 /// Runs the daemon until SIGTERM or SIGINT; returns after a graceful stop.
 pub fn run(config: Config) -> anyhow::Result<()> {
+    // First, so a busy or refused metrics address stops the start before
+    // anything else is set up.
+    let metrics_listener = Endpoint::bind(&config.metrics)?;
     let stopping = Arc::new(AtomicBool::new(false));
     let kafka = config.kafka_config();
     let producer_options = ProducerOptions {
@@ -44,6 +48,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     crate::spool::probe_dir(&config.spool.dir);
     let mut drain_handles = Vec::new();
     let mut drain_stats = Vec::new();
+    let mut telemetry = Telemetry::new(Arc::clone(&registry), config.spool.dir.clone());
     for (index, inbox) in receivers.into_iter().enumerate() {
         let stats = Arc::new(DrainStats::default());
         let options = DrainOptions {
@@ -64,6 +69,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             Arc::clone(&stopping),
             Arc::clone(&stats),
         )?;
+        telemetry.add_drain(Arc::clone(&stats), thread.statistics_feed());
         drain_stats.push(stats);
         drain_handles.push(
             std::thread::Builder::new()
@@ -72,12 +78,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         );
     }
 
+    let telemetry = Arc::new(telemetry);
+    let mut metrics = Endpoint::start(metrics_listener, &telemetry)?;
     let policy = Arc::new(Mutex::new(access_policy(&config)));
     let server = Arc::new(ControlServer::bind(
         &config.daemon.socket_path,
         config.daemon.socket_mode,
         Arc::clone(&policy),
         Arc::clone(&registry),
+        Arc::clone(&telemetry),
         Arc::clone(&stopping),
     )?);
     info!(socket = %server.path().display(), drain_threads = config.drain.threads, "shmkafkad ready");
@@ -99,6 +108,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             if signal == SIGHUP {
                 notifier.reloading();
                 if let Some(reloaded) = reload(&current, &policy) {
+                    metrics.reload(&reloaded.metrics, &telemetry);
                     current = reloaded;
                 }
                 notifier.ready();
@@ -107,6 +117,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 break 'serve;
             }
         }
+        telemetry.tick();
         let healthy = health.check(&drain_stats);
         notifier.watchdog(healthy);
         if health.status_due() {
@@ -115,6 +126,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         std::thread::sleep(SUPERVISOR_TICK);
     }
     notifier.stopping();
+    // Scrapes keep working during the drain; the endpoint stops with `run`.
     stopping.store(true, Ordering::Release);
     server.wake();
     if accept.join().is_err() {
@@ -246,6 +258,11 @@ fn reload(current: &Config, policy: &Mutex<AccessPolicy>) -> Option<Config> {
         (
             "daemon.log_level",
             next.daemon.log_level != current.daemon.log_level,
+        ),
+        (
+            "statistics.interval.ms (metrics.statistics_interval_ms, [kafka])",
+            next.kafka_config().get("statistics.interval.ms")
+                != current.kafka_config().get("statistics.interval.ms"),
         ),
     ] {
         if changed {

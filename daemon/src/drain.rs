@@ -19,8 +19,9 @@ use tracing::{error, info, warn};
 use crate::client::Client;
 use crate::kafka::{
     DeliveryReport, Header, KafkaConfig, KafkaErrorCode, OutgoingMessage, Persistence,
-    ProduceError, Producer, ProducerOptions, Topic,
+    ProduceError, Producer, ProducerOptions, StatisticsFeed, Topic,
 };
+use crate::metrics::latency::LatencyHistogram;
 use crate::registry::Registry;
 use crate::spool::{self, DeadLetters, PendingFailure};
 
@@ -71,6 +72,11 @@ pub struct DrainStats {
     /// Records written to the dead-letter spool (failures, and at shutdown
     /// the undelivered records of gone clients).
     pub spooled: AtomicU64,
+    /// Produce-to-acknowledgement latency of acknowledged records.
+    pub latency: LatencyHistogram,
+    /// Nanoseconds spent in `wait_for_work` (parked or blocked in poll with
+    /// nothing else to do); the busy ratio is the rest of the wall time.
+    pub idle_ns: AtomicU64,
 }
 
 /// What the drain thread knows about one ring.
@@ -131,6 +137,11 @@ impl DrainThread {
         })
     }
 
+    /// The producer's librdkafka statistics, for metrics.
+    pub fn statistics_feed(&self) -> StatisticsFeed {
+        self.producer.statistics_feed()
+    }
+
     /// Runs until stopped, then flushes within the shutdown budget.
     pub fn run(mut self) {
         if let Some(cpu) = self.options.cpu {
@@ -152,7 +163,11 @@ impl DrainThread {
                 std::hint::spin_loop();
                 continue;
             }
+            let parked = Instant::now();
             self.wait_for_work();
+            self.stats
+                .idle_ns
+                .fetch_add(parked.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
         self.shut_down();
     }
@@ -234,6 +249,10 @@ impl DrainThread {
                         error!(client = ring.client.id, name = %ring.client.name, error = %e,
                             "garbage in ring; client quarantined (its records after this point are not delivered)");
                         ring.quarantined = Some(e.to_string());
+                        ring.client
+                            .counters
+                            .quarantined
+                            .store(true, Ordering::Relaxed);
                         break;
                     }
                 };
@@ -342,6 +361,7 @@ impl DrainThread {
                         .delivered
                         .fetch_add(1, Ordering::Relaxed);
                     self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    self.stats.latency.observe_us(report.latency_us);
                 }
                 Err(code) if is_shutdown_purge(code) => {
                     // Purged at shutdown: left unmarked, the record stays in
@@ -387,6 +407,7 @@ impl DrainThread {
             ring.consumer.mark(failure.seq, Delivery::Failed);
             push_failure(ring, failure.seq, failure.code, failure.status);
             ring.client.counters.failed.fetch_add(1, Ordering::Relaxed);
+            ring.client.counters.spooled.fetch_add(1, Ordering::Relaxed);
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
             self.stats.spooled.fetch_add(1, Ordering::Relaxed);
         }
@@ -410,7 +431,19 @@ impl DrainThread {
                             "padded over a record the dead client never committed"
                         ),
                         Ok(false) => {}
-                        Err(e) => ring.quarantined = Some(e.to_string()),
+                        Err(e) => {
+                            // Logged like the quarantine in `drain_ring`:
+                            // without it a client that corrupted its cursors
+                            // (e.g. tail laps beyond capacity) was
+                            // quarantined silently (found by fault_hostile).
+                            error!(client = ring.client.id, name = %ring.client.name, error = %e,
+                                "garbage in ring; client quarantined (no hole to pad after its exit)");
+                            ring.quarantined = Some(e.to_string());
+                            ring.client
+                                .counters
+                                .quarantined
+                                .store(true, Ordering::Relaxed);
+                        }
                     }
                 }
                 continue;
@@ -509,6 +542,10 @@ impl DrainThread {
                 }
             };
             self.stats
+                .spooled
+                .fetch_add(spooled as u64, Ordering::Relaxed);
+            ring.client
+                .counters
                 .spooled
                 .fetch_add(spooled as u64, Ordering::Relaxed);
             if spooled > 0 || !complete {

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod drain;
 #[allow(unsafe_code)]
 pub mod kafka;
+pub mod metrics;
 pub mod notify;
 pub mod registry;
 pub mod server;

@@ -1,11 +1,10 @@
-//! Every registered client, and which drain thread serves it.
+//! Every registered client, and which drain thread serves it. (The status
+//! report built from them is `metrics::status`.)
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
-
-use serde_json::json;
 
 use crate::client::Client;
 
@@ -82,53 +81,11 @@ impl Registry {
             .collect()
     }
 
-    /// Status as JSON or a text table.
-    pub fn status(&self, as_json: bool) -> String {
-        let clients = self.clients();
-        let rows: Vec<_> = clients
+    /// Clients per drain thread, by index.
+    pub fn drain_loads(&self) -> Vec<usize> {
+        self.drains
             .iter()
-            .map(|c| {
-                let (tail, released) = c.segment.cursors();
-                json!({
-                    "id": c.id,
-                    "name": c.name,
-                    "pid": c.pid,
-                    "uid": c.uid,
-                    "connected": !c.is_disconnected(),
-                    "ring_capacity": c.segment.capacity(),
-                    "ring_fill_bytes": tail.saturating_sub(released),
-                    "topics": c.topic_count(),
-                    "produced": c.counters.produced.load(Ordering::Relaxed),
-                    "delivered": c.counters.delivered.load(Ordering::Relaxed),
-                    "failed": c.counters.failed.load(Ordering::Relaxed),
-                })
-            })
-            .collect();
-        if as_json {
-            return json!({ "clients": rows }).to_string();
-        }
-        let mut out = format!(
-            "{:>4} {:<20} {:>8} {:>5} {:>12} {:>12} {:>12} {:>8}\n",
-            "id", "name", "pid", "conn", "fill", "produced", "delivered", "failed"
-        );
-        for r in rows {
-            out.push_str(&format!(
-                "{:>4} {:<20} {:>8} {:>5} {:>11}% {:>12} {:>12} {:>8}\n",
-                r["id"],
-                r["name"].as_str().unwrap_or(""),
-                r["pid"],
-                if r["connected"].as_bool() == Some(true) {
-                    "yes"
-                } else {
-                    "no"
-                },
-                r["ring_fill_bytes"].as_u64().unwrap_or(0) * 100
-                    / r["ring_capacity"].as_u64().unwrap_or(1).max(1),
-                r["produced"],
-                r["delivered"],
-                r["failed"],
-            ));
-        }
-        out
+            .map(|d| d.load.load(Ordering::Relaxed))
+            .collect()
     }
 }

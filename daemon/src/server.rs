@@ -23,6 +23,7 @@ use tracing::{info, info_span, warn};
 
 use crate::client::Client;
 use crate::config::topic_allowed;
+use crate::metrics::Telemetry;
 use crate::registry::Registry;
 
 /// How long a new connection may take to send its first message.
@@ -57,6 +58,7 @@ pub struct ControlServer {
     path: PathBuf,
     policy: Arc<Mutex<AccessPolicy>>,
     registry: Arc<Registry>,
+    telemetry: Arc<Telemetry>,
     stopping: Arc<AtomicBool>,
     next_client_id: AtomicU64,
 }
@@ -68,6 +70,7 @@ impl ControlServer {
         mode: u32,
         policy: Arc<Mutex<AccessPolicy>>,
         registry: Arc<Registry>,
+        telemetry: Arc<Telemetry>,
         stopping: Arc<AtomicBool>,
     ) -> io::Result<ControlServer> {
         if let Some(parent) = path.parent() {
@@ -91,6 +94,7 @@ impl ControlServer {
             path: path.to_owned(),
             policy,
             registry,
+            telemetry,
             stopping,
             next_client_id: AtomicU64::new(1),
         })
@@ -160,7 +164,7 @@ impl ControlServer {
         };
         match first {
             (ClientMessage::StatusRequest(request), None) => {
-                let body = self.registry.status(request.json);
+                let body = self.telemetry.status(request.json);
                 let _ = send_message(
                     &stream,
                     &DaemonMessage::StatusReply(StatusReply { body }),
@@ -343,7 +347,7 @@ impl ControlServer {
                     }
                 }
                 ClientMessage::StatusRequest(request) => DaemonMessage::StatusReply(StatusReply {
-                    body: self.registry.status(request.json),
+                    body: self.telemetry.status(request.json),
                 }),
                 ClientMessage::Hello(_) => {
                     refuse(stream, RefusalCode::Malformed, "Hello sent twice");

@@ -8,7 +8,7 @@
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rdkafka_sys::bindings as rd;
 
@@ -24,8 +24,9 @@ pub(crate) struct CallbackState {
     /// mutex rather than a cell so `Producer` can be `Sync` soundly; it is
     /// uncontended when one thread polls, as the daemon does.
     reports: Mutex<Vec<DeliveryReport>>,
-    /// The latest `statistics.interval.ms` JSON document.
-    statistics: Mutex<Option<String>>,
+    /// The latest `statistics.interval.ms` JSON document; shared with
+    /// [`StatisticsFeed`]s, which hold no librdkafka handle.
+    statistics: Arc<Mutex<Option<Arc<str>>>>,
     /// Error callbacks seen, for tests and metrics.
     errors_seen: AtomicU64,
 }
@@ -46,7 +47,11 @@ impl CallbackState {
     }
 
     pub(crate) fn statistics(&self) -> Option<String> {
-        lock(&self.statistics).clone()
+        lock(&self.statistics).as_deref().map(str::to_owned)
+    }
+
+    pub(crate) fn statistics_feed(&self) -> StatisticsFeed {
+        StatisticsFeed(Arc::clone(&self.statistics))
     }
 
     pub(crate) fn errors_seen(&self) -> u64 {
@@ -64,6 +69,19 @@ impl CallbackState {
         // SAFETY: per the contract the pointer came from `as_opaque` on a
         // live, boxed state; we only create shared references to it.
         unsafe { &*opaque.cast::<Self>() }
+    }
+}
+
+/// Read access to a producer's latest statistics document that does not
+/// keep the producer alive (so it cannot delay `rd_kafka_destroy` past the
+/// unmapping of the rings its in-flight records point into).
+#[derive(Debug, Clone)]
+pub struct StatisticsFeed(Arc<Mutex<Option<Arc<str>>>>);
+
+impl StatisticsFeed {
+    /// The latest JSON document, if one arrived yet.
+    pub fn latest(&self) -> Option<Arc<str>> {
+        lock(&self.0).clone()
     }
 }
 
@@ -165,7 +183,7 @@ pub(crate) unsafe extern "C" fn stats_cb(
     if !json.is_null() {
         // SAFETY: json is valid for json_len bytes during the callback.
         let bytes = unsafe { std::slice::from_raw_parts(json.cast::<u8>(), json_len) };
-        *lock(&state.statistics) = Some(String::from_utf8_lossy(bytes).into_owned());
+        *lock(&state.statistics) = Some(Arc::from(String::from_utf8_lossy(bytes)));
     }
     // 0: we copied the document, librdkafka frees its buffer.
     0

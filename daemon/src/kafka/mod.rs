@@ -44,6 +44,7 @@ mod mock;
 mod pinning;
 mod producer;
 
+pub use callbacks::StatisticsFeed;
 pub use config::{is_secret_key, KafkaConfig, MASK};
 pub use delivery::{DeliveryReport, Persistence};
 pub use error::{ErrorClass, KafkaError, KafkaErrorCode, ProduceError};

@@ -9,7 +9,7 @@ use rdkafka_sys::bindings as rd;
 use rdkafka_sys::rd_kafka_resp_err_t as RespErr;
 use rdkafka_sys::rd_kafka_vtype_t as VType;
 
-use super::callbacks::{self, CallbackState};
+use super::callbacks::{self, CallbackState, StatisticsFeed};
 use super::config::KafkaConfig;
 use super::delivery::{opaque_to_ptr, DeliveryReport};
 use super::error::{KafkaError, KafkaErrorCode, ProduceError};
@@ -410,6 +410,11 @@ impl Producer {
     /// delivered by poll).
     pub fn statistics(&self) -> Option<String> {
         self.inner.callbacks.statistics()
+    }
+
+    /// A handle on [`Producer::statistics`] for another thread (metrics).
+    pub fn statistics_feed(&self) -> StatisticsFeed {
+        self.inner.callbacks.statistics_feed()
     }
 
     /// How many times librdkafka's error callback fired.
