@@ -9,7 +9,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +30,9 @@ use crate::registry::Registry;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Stack of a per-connection thread: it only decodes small frames.
 const CONNECTION_STACK: usize = 128 * 1024;
+/// Connections beyond `max_clients` that may be open at once (status
+/// queries, clients still registering).
+const EXTRA_CONNECTIONS: usize = 64;
 /// Most topics one client may register (bounds the per-client table).
 pub const MAX_TOPICS_PER_CLIENT: usize = 4096;
 
@@ -61,6 +64,8 @@ pub struct ControlServer {
     telemetry: Arc<Telemetry>,
     stopping: Arc<AtomicBool>,
     next_client_id: AtomicU64,
+    /// Connection threads alive now.
+    connections: AtomicUsize,
 }
 
 impl ControlServer {
@@ -97,6 +102,7 @@ impl ControlServer {
             telemetry,
             stopping,
             next_client_id: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
         })
     }
 
@@ -114,12 +120,36 @@ impl ControlServer {
             }
             match stream {
                 Ok(stream) => {
+                    // Bound the threads a flood of connections can cost:
+                    // registered clients plus a little room for status
+                    // queries and clients in the middle of registering.
+                    let limit = self
+                        .policy
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .max_clients
+                        + EXTRA_CONNECTIONS;
+                    if self.connections.load(Ordering::Acquire) >= limit {
+                        warn!(limit, "too many open control connections; refusing one");
+                        let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+                        refuse(
+                            &stream,
+                            RefusalCode::TooManyClients,
+                            &format!("shmkafkad has {limit} open control connections (daemon.max_clients)"),
+                        );
+                        continue;
+                    }
+                    self.connections.fetch_add(1, Ordering::AcqRel);
                     let server = Arc::clone(&self);
                     let spawned = std::thread::Builder::new()
                         .name("shmkafkad-conn".into())
                         .stack_size(CONNECTION_STACK)
-                        .spawn(move || server.serve(stream));
+                        .spawn(move || {
+                            server.serve(stream);
+                            server.connections.fetch_sub(1, Ordering::AcqRel);
+                        });
                     if let Err(e) = spawned {
+                        self.connections.fetch_sub(1, Ordering::AcqRel);
                         warn!(error = %e, "cannot start a connection thread; connection dropped");
                     }
                 }
