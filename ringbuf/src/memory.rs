@@ -86,6 +86,7 @@ mod real {
         }
 
         /// An atomic u64 of the header page.
+        #[inline]
         pub(crate) fn header_u64(&self, off: usize) -> &AtomicU64 {
             assert!(off.is_multiple_of(8) && off + 8 <= HEADER_SIZE);
             // SAFETY: in bounds and 8-aligned (checked above; base is at least
@@ -95,6 +96,7 @@ mod real {
         }
 
         /// An atomic u32 of the header page.
+        #[inline]
         pub(crate) fn header_u32(&self, off: usize) -> &AtomicU32 {
             assert!(off.is_multiple_of(4) && off + 4 <= HEADER_SIZE);
             // SAFETY: in bounds and 4-aligned (checked above).

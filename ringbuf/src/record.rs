@@ -49,6 +49,7 @@ pub struct RecordSpec<'a> {
 
 impl<'a> Record<'a> {
     /// The reservation shape of this record.
+    #[inline]
     pub fn spec(&self) -> RecordSpec<'a> {
         RecordSpec {
             topic_id: self.topic_id,
@@ -90,6 +91,7 @@ impl Delivery {
 const HEADER_ENTRY_PREFIX: usize = 6;
 
 /// Bytes the encoded headers occupy inside a record.
+#[inline]
 pub(crate) fn encoded_headers_len(headers: &[Header<'_>]) -> usize {
     headers
         .iter()
