@@ -30,6 +30,8 @@ use crate::registry::Registry;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Stack of a per-connection thread: it only decodes small frames.
 const CONNECTION_STACK: usize = 128 * 1024;
+/// How long `accept` waits before looking at the stop flag again.
+const ACCEPT_POLL_MS: u16 = 200;
 /// Connections beyond `max_clients` that may be open at once (status
 /// queries, clients still registering).
 const EXTRA_CONNECTIONS: usize = 64;
@@ -93,6 +95,9 @@ impl ControlServer {
             }
         }
         let listener = UnixListener::bind(path)?;
+        // Non-blocking: `run` polls, and a connection that vanished between
+        // the poll and the accept must not block the accept thread.
+        listener.set_nonblocking(true)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
         Ok(ControlServer {
             listener,
@@ -111,15 +116,39 @@ impl ControlServer {
         &self.path
     }
 
-    /// Accepts connections until `stopping` is set (the caller then connects
-    /// once to unblock `accept`).
+    /// Accepts connections until `stopping` is set.
+    ///
+    /// `accept` waits in `poll` with a timeout rather than blocking, so a
+    /// stop is noticed even when the socket file was removed from under the
+    /// daemon and nobody can connect to wake it.
     pub fn run(self: Arc<Self>) {
-        for stream in self.listener.incoming() {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        loop {
             if self.stopping.load(Ordering::Acquire) {
                 break;
             }
-            match stream {
+            let mut fds = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(ACCEPT_POLL_MS)) {
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    warn!(error = %e, "poll on the control socket failed");
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            }
+            if self.stopping.load(Ordering::Acquire) {
+                break;
+            }
+            match self.listener.accept().map(|(stream, _)| stream) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Ok(stream) => {
+                    if let Err(e) = stream.set_nonblocking(false) {
+                        warn!(error = %e, "cannot make a connection blocking; dropped");
+                        continue;
+                    }
                     // Bound the threads a flood of connections can cost:
                     // registered clients plus a little room for status
                     // queries and clients in the middle of registering.
@@ -162,7 +191,7 @@ impl ControlServer {
         let _ = std::fs::remove_file(&self.path);
     }
 
-    /// Unblocks `run` after `stopping` was set.
+    /// Makes `run` notice `stopping` at once instead of at its next poll.
     pub fn wake(&self) {
         let _ = UnixStream::connect(&self.path);
     }
