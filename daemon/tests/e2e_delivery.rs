@@ -70,7 +70,11 @@ fn processes_and_threads_deliver_everything_exactly_once_in_order() {
         // partition far below.
         per_thread: 300,
         partitions: 24,
-        max_value: LARGEST_VALUE,
+        // Records up to 512 KiB go to tansu in `processes_deliver_to_tansu`;
+        // here 128 KiB, because keyed records cluster (39 distinct keys) and
+        // one partition once took enough large ones to cross the mock
+        // broker's 5 MiB retention, which trims old records silently.
+        max_value: LARGEST_VALUE / 4,
     };
     run_senders(&socket, topic, &workload, Finish::Flush);
     let sent_after = started.elapsed();
