@@ -3,24 +3,13 @@
 //! flood ends, clients are served again.
 
 use std::os::unix::net::UnixStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shmkafka_client::{Message, Producer, ProducerOptions};
 use shmkafka_protocol::{recv_message, DaemonMessage, RefusalCode};
-use shmkafka_testkit::MockBrokerProcess;
+use shmkafka_testkit::{ChildGuard, MockBrokerProcess};
 
-/// Kills the daemon if the test panics before stopping it.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
 #[test]
 fn connection_flood_is_bounded_and_recovers() {
     let broker = MockBrokerProcess::start_with_binary(
@@ -33,7 +22,7 @@ fn connection_flood_is_bounded_and_recovers() {
     let config = dir.path().join("d.toml");
     std::fs::write(&config, "[daemon]\nmax_clients = 1\n").unwrap();
     let socket = dir.path().join("d.sock");
-    let mut daemon = KillOnDrop(
+    let mut daemon = ChildGuard::new(
         Command::new(env!("CARGO_BIN_EXE_shmkafkad"))
             .arg("--config")
             .arg(&config)
@@ -114,9 +103,9 @@ fn connection_flood_is_bounded_and_recovers() {
 
     drop(producer);
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.0.id() as i32),
+        nix::unistd::Pid::from_raw(daemon.child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    assert!(daemon.0.wait().unwrap().success());
+    assert!(daemon.child.wait().unwrap().success());
 }

@@ -3,22 +3,11 @@
 //! SIGTERM, exit 0.
 
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use shmkafka_testkit::MockBrokerProcess;
+use shmkafka_testkit::{ChildGuard, MockBrokerProcess};
 
-/// Kills the daemon if the test panics before stopping it.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
 const SHMKAFKAD: &str = env!("CARGO_BIN_EXE_shmkafkad");
 
 /// Collects notification datagrams for `window`.
@@ -59,7 +48,7 @@ fn notifies_ready_status_watchdog_and_stopping() {
     let stall = dir.path().join("stall");
     // systemd sets WATCHDOG_PID to the service's pid; `exec` keeps the
     // shell's pid, so `$$` is the daemon's.
-    let mut daemon = KillOnDrop(
+    let mut daemon = ChildGuard::new(
         Command::new("sh")
             .arg("-c")
             .arg(r#"WATCHDOG_PID=$$ exec "$0" "$@""#)
@@ -126,12 +115,12 @@ fn notifies_ready_status_watchdog_and_stopping() {
     );
 
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.0.id() as i32),
+        nix::unistd::Pid::from_raw(daemon.child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
     let stopping = collect(&notify, Duration::from_secs(2));
     assert!(count(&stopping, "STOPPING=1") == 1, "{stopping:?}");
-    let status = daemon.0.wait().unwrap();
+    let status = daemon.child.wait().unwrap();
     assert!(status.success(), "exit status {status}");
 }

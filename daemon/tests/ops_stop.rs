@@ -3,22 +3,10 @@
 //! can connect to it any more.
 
 use std::os::unix::net::UnixStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use shmkafka_testkit::MockBrokerProcess;
-
-/// Kills the daemon if the test panics before stopping it.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
+use shmkafka_testkit::{ChildGuard, MockBrokerProcess};
 
 #[test]
 fn sigterm_stops_the_daemon_after_its_socket_file_was_removed() {
@@ -30,7 +18,7 @@ fn sigterm_stops_the_daemon_after_its_socket_file_was_removed() {
     .expect("mock broker");
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("d.sock");
-    let mut daemon = KillOnDrop(
+    let mut daemon = ChildGuard::new(
         Command::new(env!("CARGO_BIN_EXE_shmkafkad"))
             .args([
                 "--log-level",
@@ -53,13 +41,13 @@ fn sigterm_stops_the_daemon_after_its_socket_file_was_removed() {
     }
     std::fs::remove_file(&socket).unwrap();
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.0.id() as i32),
+        nix::unistd::Pid::from_raw(daemon.child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
     let stop = Instant::now();
     loop {
-        if let Some(status) = daemon.0.try_wait().unwrap() {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
             assert!(status.success(), "exit status {status}");
             break;
         }

@@ -95,22 +95,9 @@ impl RingProducer {
         // The same steps as reserve + write + commit, without a `Slot`: no
         // abort-on-drop bookkeeping is needed when nothing can fail between
         // the claim and the commit.
-        let spec = record.spec();
-        let len = self.checked_len(&spec)?;
+        let len = self.checked_len(&record.spec())?;
         let pos = self.claim(align_record(len), when_full)?;
-        self.write_header(pos, len, &spec);
-        let payload = self.ring.index(pos) + RECORD_HEADER_SIZE;
-        if let Some(key) = record.key {
-            self.ring.mem.write(payload, key);
-        }
-        if let Some(value) = record.value {
-            self.ring
-                .mem
-                .write(payload + spec.key_len.unwrap_or(0), value);
-        }
-        // SYNC POINT (publish): pairs with the consumer's Acquire load of the
-        // state word in `RingConsumer::peek`.
-        self.ring.state_word(pos).store(len as u32, Release);
+        self.write_record(pos, len, record);
         self.wake_consumer();
         Ok(pos)
     }
@@ -136,21 +123,8 @@ impl RingProducer {
         let first = self.claim(total, when_full)?;
         let mut pos = first;
         for record in records {
-            let spec = record.spec();
-            let len = record_len(&spec);
-            self.write_header(pos, len, &spec);
-            let payload = self.ring.index(pos) + RECORD_HEADER_SIZE;
-            if let Some(key) = record.key {
-                self.ring.mem.write(payload, key);
-            }
-            if let Some(value) = record.value {
-                self.ring
-                    .mem
-                    .write(payload + spec.key_len.unwrap_or(0), value);
-            }
-            // SYNC POINT (publish): pairs with the consumer's Acquire load of
-            // the state word in `RingConsumer::peek`.
-            self.ring.state_word(pos).store(len as u32, Release);
+            let len = record_len(&record.spec());
+            self.write_record(pos, len, record);
             pos += align_record(len) as u64;
         }
         self.wake_consumer();
@@ -276,6 +250,26 @@ impl RingProducer {
             }
             spin_hint();
         }
+    }
+
+    /// Writes `record` (header, key, value) into the claimed space at `pos`
+    /// and publishes it; the caller wakes the consumer.
+    #[inline]
+    fn write_record(&self, pos: u64, len: usize, record: &Record<'_>) {
+        let spec = record.spec();
+        self.write_header(pos, len, &spec);
+        let payload = self.ring.index(pos) + RECORD_HEADER_SIZE;
+        if let Some(key) = record.key {
+            self.ring.mem.write(payload, key);
+        }
+        if let Some(value) = record.value {
+            self.ring
+                .mem
+                .write(payload + spec.key_len.unwrap_or(0), value);
+        }
+        // SYNC POINT (publish): pairs with the consumer's Acquire load of the
+        // state word in `RingConsumer::peek`.
+        self.ring.state_word(pos).store(len as u32, Release);
     }
 
     /// Writes the state word (claimed) and the record header at `pos`.

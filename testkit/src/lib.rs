@@ -21,5 +21,5 @@ mod tansu;
 pub use consume::{consume_all, consume_all_with, ConsumeOptions, ConsumedRecord};
 pub use error::TestkitError;
 pub use mock_broker::{MockBrokerProcess, MOCK_BROKER_BIN, MOCK_BROKER_BIN_ENV};
-pub use process::{free_port, locate_binary, report_skip, unique_name};
+pub use process::{free_port, locate_binary, report_skip, unique_name, ChildGuard};
 pub use tansu::{Tansu, TANSU_BIN_ENV};

@@ -130,14 +130,22 @@ pub(crate) fn read_first_line(
     }
 }
 
-/// A child process killed (SIGKILL) and reaped on drop.
+/// A child process killed (SIGKILL) and reaped on drop, so a failing test
+/// leaves nothing running.
 #[derive(Debug)]
-pub(crate) struct ChildGuard {
-    pub(crate) child: Child,
+pub struct ChildGuard {
+    /// The process.
+    pub child: Child,
 }
 
 impl ChildGuard {
-    pub(crate) fn pid(&self) -> u32 {
+    /// Guards `child`.
+    pub fn new(child: Child) -> Self {
+        Self { child }
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 }

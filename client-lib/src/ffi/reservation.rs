@@ -100,18 +100,8 @@ pub unsafe extern "C" fn shmkafka_reservation_key(
     out_ptr: *mut *mut u8,
     out_len: *mut usize,
 ) -> shmkafka_result {
-    guard(|| {
-        // SAFETY: the caller promises NULL or a live handle, not shared now.
-        let handle = unsafe { reservation_mut(reservation) }?;
-        let (out_ptr, out_len) = (out(out_ptr, "out_ptr")?, out(out_len, "out_len")?);
-        let area = handle.reservation.key_mut();
-        // SAFETY: both checked non-NULL; the caller promises they are writable.
-        unsafe {
-            out_ptr.write(area.as_mut_ptr());
-            out_len.write(area.len());
-        }
-        Ok(())
-    })
+    // SAFETY: forwarded from this function's own contract.
+    unsafe { area(reservation, out_ptr, out_len, Reservation::key_mut) }
 }
 
 /// The value area of a reservation; as `shmkafka_reservation_key`.
@@ -124,11 +114,25 @@ pub unsafe extern "C" fn shmkafka_reservation_value(
     out_ptr: *mut *mut u8,
     out_len: *mut usize,
 ) -> shmkafka_result {
+    // SAFETY: forwarded from this function's own contract.
+    unsafe { area(reservation, out_ptr, out_len, Reservation::value_mut) }
+}
+
+/// Writes the pointer and length of the area `pick` selects.
+///
+/// # Safety
+/// As `shmkafka_reservation_key`.
+unsafe fn area(
+    reservation: *mut shmkafka_reservation,
+    out_ptr: *mut *mut u8,
+    out_len: *mut usize,
+    pick: for<'r> fn(&'r mut Reservation<'static>) -> &'r mut [u8],
+) -> shmkafka_result {
     guard(|| {
         // SAFETY: the caller promises NULL or a live handle, not shared now.
         let handle = unsafe { reservation_mut(reservation) }?;
         let (out_ptr, out_len) = (out(out_ptr, "out_ptr")?, out(out_len, "out_len")?);
-        let area = handle.reservation.value_mut();
+        let area = pick(&mut handle.reservation);
         // SAFETY: both checked non-NULL; the caller promises they are writable.
         unsafe {
             out_ptr.write(area.as_mut_ptr());
