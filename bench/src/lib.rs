@@ -12,5 +12,6 @@
 
 pub mod fdpass;
 pub mod handoff;
+pub mod plot;
 pub mod produce;
 pub mod spsc;
