@@ -27,10 +27,10 @@ use shmkafkad::config::KAFKA_DEFAULTS;
 #[derive(Debug, Clone, Args)]
 pub struct ProduceArgs {
     /// Record value sizes in bytes.
-    #[arg(long, value_delimiter = ',', default_value = "64,1024")]
+    #[arg(long, value_delimiter = ',', default_value = "64,1024,16384")]
     pub sizes: Vec<usize>,
     /// Client process counts.
-    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
     pub clients: Vec<usize>,
     /// Bytes of values each client process sends per case (records =
     /// this / size, at most --max-records).
@@ -39,15 +39,37 @@ pub struct ProduceArgs {
     /// Cap on records per client process per case.
     #[arg(long, default_value_t = 1_000_000)]
     pub max_records: usize,
-    /// Broker to use instead of a mock cluster process (e.g. tansu).
-    #[arg(long)]
+    /// Broker to use instead of a mock cluster process. Topics must exist
+    /// or be auto-created; see `--tansu` for a broker started here.
+    #[arg(long, conflicts_with = "tansu")]
     pub bootstrap: Option<String>,
+    /// Start a tansu broker (SQLite storage in a temporary directory) and
+    /// create each case's topic on it, instead of the mock cluster.
+    #[arg(long)]
+    pub tansu: bool,
+    /// Partitions of each case's topic (tansu; the mock cluster auto-creates 4).
+    #[arg(long, default_value_t = 4)]
+    pub partitions: u32,
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Extra shmkafkad argument (repeatable), e.g. `--daemon-arg=--drain-threads=2`.
+    /// Write SVG charts (rate and client CPU by client count) into this directory.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Extra shmkafkad argument for every variant (repeatable), e.g.
+    /// `--daemon-arg=--drain-threads=2`.
     #[arg(long = "daemon-arg", allow_hyphen_values = true)]
     pub daemon_args: Vec<String>,
+    /// A daemon configuration to measure, as `LABEL:KEY=VALUE;KEY=VALUE`
+    /// (repeatable; default: one variant `daemon` with the defaults). A KEY
+    /// `kafka.PROP` sets a librdkafka property; any other `section.key`
+    /// takes a TOML value, e.g.
+    /// `--variant 'pinned:drain.cpus=[1];drain.kafka_thread_cpus=[0]'`,
+    /// `--variant 'linger0:kafka.linger.ms=0'`. Every variant runs its own
+    /// daemon; each case runs them one after another with the in-process
+    /// producer, so their ratios share one machine state.
+    #[arg(long = "variant")]
+    pub variants: Vec<String>,
 }
 
 /// Which path a client process takes to Kafka.
@@ -90,6 +112,8 @@ pub struct ProduceChildArgs {
 pub struct ProduceResult {
     /// Path to Kafka.
     pub mode: Path2Kafka,
+    /// Daemon variant label (`in-process` for the in-process producer).
+    pub variant: String,
     /// Client processes.
     pub clients: usize,
     /// Value size.
@@ -299,16 +323,29 @@ impl Drop for Daemon {
     }
 }
 
-fn run_case(
+/// One cell of the table: who produces, how many clients, what size.
+struct Case<'a> {
     mode: Path2Kafka,
+    variant: &'a str,
     clients: usize,
     size: usize,
     records: usize,
+    topic: &'a str,
+}
+
+fn run_case(
+    case: &Case<'_>,
     bootstrap: &str,
     daemon: Option<&Daemon>,
-    case: usize,
 ) -> anyhow::Result<ProduceResult> {
-    let topic = format!("bench-{case}-{}", std::process::id());
+    let Case {
+        mode,
+        clients,
+        size,
+        records,
+        topic,
+        ..
+    } = *case;
     let daemon_cpu0 = daemon
         .map(|d| process_cpu_seconds(d.child.id()))
         .transpose()?;
@@ -325,7 +362,7 @@ fn run_case(
                     "in-process"
                 },
             ])
-            .args(["--topic", &topic])
+            .args(["--topic", topic])
             .args([
                 "--records",
                 &records.to_string(),
@@ -373,6 +410,7 @@ fn run_case(
     };
     Ok(ProduceResult {
         mode,
+        variant: case.variant.to_owned(),
         clients,
         size,
         delivered,
@@ -384,74 +422,288 @@ fn run_case(
     })
 }
 
+/// A daemon configuration under test: a label and the TOML it runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    /// Name in tables and charts.
+    pub label: String,
+    /// Configuration file contents (empty: the defaults).
+    pub toml: String,
+}
+
+/// Parses `LABEL:KEY=VALUE;KEY=VALUE` (see [`ProduceArgs::variants`]).
+pub fn parse_variant(spec: &str) -> anyhow::Result<Variant> {
+    let (label, settings) = spec.split_once(':').unwrap_or((spec, ""));
+    anyhow::ensure!(
+        !label.is_empty() && label != "in-process",
+        "variant needs a label other than in-process: {spec:?}"
+    );
+    let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+    for setting in settings.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        let (key, value) = setting
+            .split_once('=')
+            .with_context(|| format!("{setting:?}: expected KEY=VALUE"))?;
+        let (section, name) = key
+            .split_once('.')
+            .with_context(|| format!("{key:?}: expected section.key"))?;
+        let line = if section == "kafka" {
+            format!("{name:?} = {value:?}")
+        } else {
+            format!("{name} = {value}")
+        };
+        match sections.iter_mut().find(|(s, _)| s == section) {
+            Some((_, lines)) => lines.push(line),
+            None => sections.push((section.to_owned(), vec![line])),
+        }
+    }
+    let toml: String = sections
+        .iter()
+        .map(|(section, lines)| format!("[{section}]\n{}\n", lines.join("\n")))
+        .collect();
+    Ok(Variant {
+        label: label.to_owned(),
+        toml,
+    })
+}
+
+/// The broker every case produces to.
+enum Broker {
+    Mock(shmkafka_testkit::MockBrokerProcess),
+    Tansu(shmkafka_testkit::Tansu),
+    External(String),
+}
+
+impl Broker {
+    fn bootstrap(&self) -> &str {
+        match self {
+            Broker::Mock(m) => m.bootstrap_servers(),
+            Broker::Tansu(t) => t.bootstrap_servers(),
+            Broker::External(b) => b,
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Broker::Mock(_) => "librdkafka mock cluster (own process)".to_owned(),
+            Broker::Tansu(_) => "tansu (SQLite storage)".to_owned(),
+            Broker::External(b) => b.clone(),
+        }
+    }
+}
+
 /// Runs every case and prints the comparison.
 pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
     let dir = tempfile::tempdir()?;
-    let mock = match &args.bootstrap {
-        Some(_) => None,
-        None => Some(shmkafka_testkit::MockBrokerProcess::start(1, &[])?),
+    let broker = if let Some(b) = &args.bootstrap {
+        Broker::External(b.clone())
+    } else if args.tansu {
+        Broker::Tansu(shmkafka_testkit::Tansu::start(&dir.path().join("tansu"))?)
+    } else {
+        Broker::Mock(shmkafka_testkit::MockBrokerProcess::start(1, &[])?)
     };
-    let bootstrap = args
-        .bootstrap
-        .clone()
-        .or_else(|| mock.as_ref().map(|m| m.bootstrap_servers().to_owned()))
-        .context("no broker")?;
-    let daemon = Daemon::start(dir.path(), &bootstrap, &args.daemon_args)?;
+    let bootstrap = broker.bootstrap().to_owned();
+    let variants = if args.variants.is_empty() {
+        vec![parse_variant("daemon")?]
+    } else {
+        args.variants
+            .iter()
+            .map(|v| parse_variant(v))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
+    let mut daemons = Vec::new();
+    for (i, variant) in variants.iter().enumerate() {
+        let variant_dir = dir.path().join(format!("variant-{i}"));
+        std::fs::create_dir_all(&variant_dir)?;
+        let mut extra = args.daemon_args.clone();
+        if !variant.toml.is_empty() {
+            let config = variant_dir.join("shmkafkad.toml");
+            std::fs::write(&config, &variant.toml)?;
+            extra.push("--config".to_owned());
+            extra.push(config.display().to_string());
+        }
+        daemons.push(
+            Daemon::start(&variant_dir, &bootstrap, &extra)
+                .with_context(|| format!("variant {}", variant.label))?,
+        );
+    }
+    eprintln!(
+        "produce: broker {}, {} CPUs, variants: {}",
+        broker.name(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        variants
+            .iter()
+            .map(|v| format!("{} [{}]", v.label, v.toml.replace('\n', " ").trim()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let cells = args.sizes.len() * args.clients.len() * (1 + variants.len());
+    let progress = indicatif::ProgressBar::new(cells as u64).with_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .expect("static template"),
+    );
     let mut results = Vec::new();
-    let mut case = 0;
+    let mut case_no = 0;
     for &size in &args.sizes {
         let records = (args.bytes_per_client / size.max(1)).clamp(1, args.max_records);
         for &clients in &args.clients {
-            for mode in [Path2Kafka::InProcess, Path2Kafka::Daemon] {
-                case += 1;
-                let d = (mode == Path2Kafka::Daemon).then_some(&daemon);
-                let result = run_case(mode, clients, size, records, &bootstrap, d, case)?;
-                eprintln!(
-                    "{:?} clients={} size={} -> {:.0} records/s, client CPU {:.3} s/M",
-                    mode, clients, size, result.records_per_sec, result.client_cpu_s_per_million
-                );
+            let runners = std::iter::once(("in-process", None)).chain(
+                variants
+                    .iter()
+                    .zip(&daemons)
+                    .map(|(v, d)| (v.label.as_str(), Some(d))),
+            );
+            for (label, daemon) in runners {
+                case_no += 1;
+                let topic = format!("bench-{case_no}-{}", std::process::id());
+                if let Broker::Tansu(tansu) = &broker {
+                    tansu.create_topic(&topic, args.partitions)?;
+                }
+                let case = Case {
+                    mode: if daemon.is_some() {
+                        Path2Kafka::Daemon
+                    } else {
+                        Path2Kafka::InProcess
+                    },
+                    variant: label,
+                    clients,
+                    size,
+                    records,
+                    topic: &topic,
+                };
+                progress.set_message(format!("{label}, {clients} clients, {size} B"));
+                let result = run_case(&case, &bootstrap, daemon)?;
+                progress.println(format!(
+                    "{label} clients={clients} size={size} -> {:.0} records/s delivered, client CPU {:.3} s/M",
+                    result.records_per_sec, result.client_cpu_s_per_million
+                ));
+                progress.inc(1);
                 results.push(result);
             }
         }
     }
+    progress.finish_and_clear();
     print_table(&results);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&results)? + "\n")?;
     }
+    if let Some(dir) = &args.plot {
+        plot(dir, &results)?;
+    }
     Ok(results)
+}
+
+fn in_process_of<'a>(results: &'a [ProduceResult], r: &ProduceResult) -> Option<&'a ProduceResult> {
+    results
+        .iter()
+        .find(|i| i.mode == Path2Kafka::InProcess && i.size == r.size && i.clients == r.clients)
 }
 
 fn print_table(results: &[ProduceResult]) {
     println!(
-        "\n{:>6} {:>7} | {:>14} {:>14} {:>7} | {:>12} {:>12} {:>8} | {:>12}",
-        "size",
-        "clients",
-        "in-proc rec/s",
-        "daemon rec/s",
-        "ratio",
-        "in-proc cpu",
-        "daemon-cli cpu",
-        "ratio",
-        "daemon cpu"
+        "\n| size B | clients | variant | delivered rec/s | vs in-process | client CPU s/M rec | in-process / this | daemon CPU s/M rec |"
     );
-    println!(
-        "{:>6} {:>7} | {:>14} {:>14} {:>7} | {:>12} {:>12} {:>8} | {:>12}",
-        "B", "", "", "", "", "s/M rec", "s/M rec", "", "s/M rec"
-    );
-    for pair in results.chunks(2) {
-        let [inproc, daemon] = pair else { continue };
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|");
+    for r in results {
+        let base = in_process_of(results, r);
+        let rate_ratio = base.map_or(f64::NAN, |b| r.records_per_sec / b.records_per_sec);
+        let cpu_ratio = base.map_or(f64::NAN, |b| {
+            b.client_cpu_s_per_million / r.client_cpu_s_per_million
+        });
+        let daemon_cpu = r
+            .daemon_cpu_s_per_million
+            .map_or_else(|| "-".to_owned(), |c| format!("{c:.3}"));
         println!(
-            "{:>6} {:>7} | {:>14.0} {:>14.0} {:>6.2}x | {:>12.3} {:>12.3} {:>7.1}x | {:>12.3}",
-            daemon.size,
-            daemon.clients,
-            inproc.records_per_sec,
-            daemon.records_per_sec,
-            daemon.records_per_sec / inproc.records_per_sec,
-            inproc.client_cpu_s_per_million,
-            daemon.client_cpu_s_per_million,
-            inproc.client_cpu_s_per_million / daemon.client_cpu_s_per_million,
-            daemon.daemon_cpu_s_per_million.unwrap_or(f64::NAN),
+            "| {} | {} | {} | {:.0} | {:.2}x | {:.3} | {:.1}x | {} |",
+            r.size,
+            r.clients,
+            r.variant,
+            r.records_per_sec,
+            rate_ratio,
+            r.client_cpu_s_per_million,
+            cpu_ratio,
+            daemon_cpu
         );
     }
-    println!("ratio: daemon / in-process delivered rate; CPU ratio: in-process client CPU / daemon client CPU (higher is better)");
+    println!("delivered = acknowledged by the broker; vs in-process: delivered rate over the in-process producer's in the same cell; in-process / this: client CPU per record, in-process over this path (higher is better)");
+}
+
+fn plot(dir: &Path, results: &[ProduceResult]) -> anyhow::Result<()> {
+    use crate::plot::{lines, Chart, Scale, Series};
+    std::fs::create_dir_all(dir)?;
+    let mut sizes: Vec<usize> = results.iter().map(|r| r.size).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut labels: Vec<&str> = Vec::new();
+    for r in results {
+        if !labels.contains(&r.variant.as_str()) {
+            labels.push(&r.variant);
+        }
+    }
+    for size in sizes {
+        let series_of = |value: &dyn Fn(&ProduceResult) -> f64| -> Vec<Series> {
+            labels
+                .iter()
+                .map(|label| {
+                    let points = results
+                        .iter()
+                        .filter(|r| r.size == size && r.variant == *label)
+                        .map(|r| (r.clients as f64, value(r)))
+                        .collect();
+                    Series::new(*label, points)
+                })
+                .collect()
+        };
+        lines(
+            &dir.join(format!("produce-rate-{size}B.svg")),
+            &Chart {
+                title: &format!("Delivered records/s, {size} B values"),
+                x_label: "client processes",
+                y_label: "records/s acknowledged by the broker",
+                x_scale: Scale::Log,
+                y_scale: Scale::Linear,
+            },
+            &series_of(&|r| r.records_per_sec),
+        )?;
+        lines(
+            &dir.join(format!("produce-client-cpu-{size}B.svg")),
+            &Chart {
+                title: &format!("Client CPU per million delivered records, {size} B values"),
+                x_label: "client processes",
+                y_label: "CPU seconds",
+                x_scale: Scale::Log,
+                y_scale: Scale::Log,
+            },
+            &series_of(&|r| r.client_cpu_s_per_million),
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variant_settings_become_toml_sections() {
+        let v = parse_variant("pinned:drain.cpus=[1];kafka.linger.ms=0;drain.spin_us=0").unwrap();
+        assert_eq!(v.label, "pinned");
+        let parsed: toml::Table = toml::from_str(&v.toml).unwrap();
+        assert_eq!(parsed["drain"]["cpus"].as_array().unwrap().len(), 1);
+        assert_eq!(parsed["drain"]["spin_us"].as_integer(), Some(0));
+        assert_eq!(parsed["kafka"]["linger.ms"].as_str(), Some("0"));
+    }
+
+    #[test]
+    fn variant_without_settings_runs_the_defaults() {
+        let v = parse_variant("plain").unwrap();
+        assert_eq!(v.toml, "");
+    }
+
+    #[test]
+    fn variant_errors_are_reported() {
+        assert!(parse_variant("x:drain.spin_us").is_err());
+        assert!(parse_variant("x:nosection=1").is_err());
+        assert!(parse_variant(":drain.spin_us=1").is_err());
+        assert!(parse_variant("in-process").is_err());
+    }
 }
