@@ -188,6 +188,10 @@ pub struct DrainSection {
     pub spin_us: u64,
     /// Records taken from one ring before moving to the next (fairness).
     pub batch_per_ring: usize,
+    /// Copy each record into librdkafka (`RD_KAFKA_MSG_F_COPY`) instead of
+    /// lending it the bytes in the ring. Costs a copy and an allocation per
+    /// record; kept to measure what lending saves.
+    pub copy_records: bool,
 }
 
 impl Default for DrainSection {
@@ -198,6 +202,7 @@ impl Default for DrainSection {
             kafka_thread_cpus: Vec::new(),
             spin_us: DEFAULT_SPIN_US,
             batch_per_ring: 4096,
+            copy_records: false,
         }
     }
 }

@@ -57,6 +57,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .then(|| config.drain.cpus[index % config.drain.cpus.len()]),
             spin: Duration::from_micros(config.drain.spin_us),
             batch_per_ring: config.drain.batch_per_ring,
+            copy_records: config.drain.copy_records,
             shutdown_timeout: config.shutdown_timeout(),
             spool: config.spool.clone(),
         };

@@ -52,6 +52,8 @@ pub struct DrainOptions {
     pub spin: Duration,
     /// Records per ring per pass.
     pub batch_per_ring: usize,
+    /// Hand librdkafka copies instead of lending it the ring's bytes.
+    pub copy_records: bool,
     /// Time a graceful stop may spend flushing.
     pub shutdown_timeout: Duration,
     /// Dead-letter spool of permanently failed records.
@@ -280,21 +282,28 @@ impl DrainThread {
                                     opaque: (((slot as u64) << SLOT_SHIFT) | (seq & offset_mask))
                                         as usize,
                                 };
-                                #[allow(unsafe_code)]
-                                // SAFETY: the value points into this client's
-                                // ring mapping. On Ok we `advance` below, so
-                                // the record stays in flight: the consumer
-                                // neither releases nor lets producers reuse
-                                // its bytes until we `mark` it from its
-                                // delivery report. The mapping (owned by
-                                // `ring.client.segment`) outlives the
-                                // producer: rings are retired only with
-                                // `in_flight == 0`, and `DrainThread` drops
-                                // the producer before the rings. A hostile
-                                // client may change the bytes under
-                                // librdkafka; that garbles only its own record.
-                                let result =
-                                    unsafe { self.producer.produce_borrowed(topic, &message) };
+                                let result = if self.options.copy_records {
+                                    self.producer.produce_copied(topic, &message)
+                                } else {
+                                    #[allow(unsafe_code)]
+                                    // SAFETY: the value points into this
+                                    // client's ring mapping. On Ok we
+                                    // `advance` below, so the record stays in
+                                    // flight: the consumer neither releases
+                                    // nor lets producers reuse its bytes until
+                                    // we `mark` it from its delivery report.
+                                    // The mapping (owned by
+                                    // `ring.client.segment`) outlives the
+                                    // producer: rings are retired only with
+                                    // `in_flight == 0`, and `DrainThread`
+                                    // drops the producer before the rings. A
+                                    // hostile client may change the bytes
+                                    // under librdkafka; that garbles only its
+                                    // own record.
+                                    unsafe {
+                                        self.producer.produce_borrowed(topic, &message)
+                                    }
+                                };
                                 match result {
                                     Ok(()) => Step::Produced,
                                     Err(ProduceError::QueueFull { .. }) => Step::QueueFull,

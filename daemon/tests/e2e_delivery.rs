@@ -96,6 +96,38 @@ fn processes_and_threads_deliver_everything_exactly_once_in_order() {
     );
 }
 
+/// `drain.copy_records` (librdkafka copies instead of borrowing the ring's
+/// bytes) delivers the same records, byte-identical and in order.
+#[test]
+fn copied_records_deliver_the_same() {
+    let dir = test_dir();
+    let topic = "e2e-copied";
+    let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(topic, 24)])
+        .expect("mock broker");
+    let socket = dir.path().join("shmkafkad.sock");
+    let _daemon = DaemonSpec::new(&socket, broker.bootstrap_servers())
+        .config("[drain]\ncopy_records = true\n")
+        .start();
+    let workload = Workload {
+        procs: 2,
+        threads: 2,
+        per_thread: 200,
+        partitions: 24,
+        max_value: LARGEST_VALUE / 4,
+    };
+    run_senders(&socket, topic, &workload, Finish::Flush);
+    let ids: Vec<RecordId> = workload.ids().collect();
+    let verdict = consume_and_verify(
+        broker.bootstrap_servers(),
+        topic,
+        &workload,
+        &ids,
+        Guarantee::ExactlyOnce,
+        Duration::from_secs(30),
+    );
+    assert_eq!(verdict.consumed, workload.total());
+}
+
 /// Same flow against tansu, a separate Kafka-protocol broker (not
 /// librdkafka's mock), so the daemon is checked against a second broker
 /// implementation.
