@@ -65,7 +65,8 @@ pub struct ProduceArgs {
     /// `kafka.PROP` sets a librdkafka property; any other `section.key`
     /// takes a TOML value, e.g.
     /// `--variant 'pinned:drain.cpus=[1];drain.kafka_thread_cpus=[0]'`,
-    /// `--variant 'linger0:kafka.linger.ms=0'`. Every variant runs its own
+    /// `--variant 'linger0:kafka.linger.ms=0'`; the pseudo-key `bin=PATH`
+    /// runs another daemon executable. Every variant runs its own
     /// daemon; each case runs them one after another with the in-process
     /// producer, so their ratios share one machine state.
     #[arg(long = "variant")]
@@ -286,10 +287,9 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(dir: &Path, bootstrap: &str, extra: &[String]) -> anyhow::Result<Daemon> {
-        let exe = std::env::current_exe()?.with_file_name("shmkafkad");
+    fn start(exe: &Path, dir: &Path, bootstrap: &str, extra: &[String]) -> anyhow::Result<Daemon> {
         let socket = dir.join("shmkafkad.sock");
-        let child = Command::new(&exe)
+        let child = Command::new(exe)
             .args([
                 "--log-level",
                 "warn",
@@ -429,6 +429,8 @@ pub struct Variant {
     pub label: String,
     /// Configuration file contents (empty: the defaults).
     pub toml: String,
+    /// Daemon executable (default: `shmkafkad` beside this binary).
+    pub binary: Option<PathBuf>,
 }
 
 /// Parses `LABEL:KEY=VALUE;KEY=VALUE` (see [`ProduceArgs::variants`]).
@@ -439,10 +441,15 @@ pub fn parse_variant(spec: &str) -> anyhow::Result<Variant> {
         "variant needs a label other than in-process: {spec:?}"
     );
     let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+    let mut binary = None;
     for setting in settings.split(';').map(str::trim).filter(|s| !s.is_empty()) {
         let (key, value) = setting
             .split_once('=')
             .with_context(|| format!("{setting:?}: expected KEY=VALUE"))?;
+        if key == "bin" {
+            binary = Some(PathBuf::from(value));
+            continue;
+        }
         let (section, name) = key
             .split_once('.')
             .with_context(|| format!("{key:?}: expected section.key"))?;
@@ -463,6 +470,7 @@ pub fn parse_variant(spec: &str) -> anyhow::Result<Variant> {
     Ok(Variant {
         label: label.to_owned(),
         toml,
+        binary,
     })
 }
 
@@ -521,8 +529,12 @@ pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
             extra.push("--config".to_owned());
             extra.push(config.display().to_string());
         }
+        let exe = match &variant.binary {
+            Some(path) => path.clone(),
+            None => std::env::current_exe()?.with_file_name("shmkafkad"),
+        };
         daemons.push(
-            Daemon::start(&variant_dir, &bootstrap, &extra)
+            Daemon::start(&exe, &variant_dir, &bootstrap, &extra)
                 .with_context(|| format!("variant {}", variant.label))?,
         );
     }
@@ -697,6 +709,10 @@ mod tests {
     fn variant_without_settings_runs_the_defaults() {
         let v = parse_variant("plain").unwrap();
         assert_eq!(v.toml, "");
+        assert_eq!(v.binary, None);
+        let v = parse_variant("other:bin=/opt/shmkafkad;drain.spin_us=0").unwrap();
+        assert_eq!(v.binary, Some(PathBuf::from("/opt/shmkafkad")));
+        assert_eq!(v.toml, "[drain]\nspin_us = 0\n");
     }
 
     #[test]
