@@ -9,9 +9,9 @@
 //! in-process producer, its own delivery callbacks are counted.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
@@ -22,6 +22,11 @@ use rdkafka::ClientContext;
 use serde::Serialize;
 use shmkafka_client::{Message, Producer as ShmProducer, ProducerOptions};
 use shmkafkad::config::KAFKA_DEFAULTS;
+
+use crate::harness::{
+    bench_child, process_cpu_seconds, self_cpu_seconds, spawn_guarded, value_of, wall_ns, Broker,
+    Daemon,
+};
 
 /// Options of the `produce` scenario.
 #[derive(Debug, Clone, Args)]
@@ -116,37 +121,6 @@ struct ChildReport {
     delivered: u64,
     failed: u64,
     cpu_s: f64,
-}
-
-fn wall_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-}
-
-fn self_cpu_seconds() -> f64 {
-    match nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF) {
-        Ok(usage) => {
-            let tv = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-            tv(usage.user_time()) + tv(usage.system_time())
-        }
-        Err(_) => f64::NAN,
-    }
-}
-
-/// CPU seconds a process has used so far, from /proc.
-fn process_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after_name = stat.rsplit_once(')').context("stat format")?.1;
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the name.
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
-    Ok(ticks / hz)
-}
-
-fn value_of(size: usize) -> Vec<u8> {
-    (0..size).map(|i| (i % 251) as u8).collect()
 }
 
 /// A client process: send, wait for acknowledgements, report.
@@ -256,49 +230,6 @@ fn child_in_process(args: &ProduceChildArgs, value: &[u8]) -> anyhow::Result<Chi
     })
 }
 
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Daemon {
-    fn start(dir: &Path, bootstrap: &str, extra: &[String]) -> anyhow::Result<Daemon> {
-        let exe = std::env::current_exe()?.with_file_name("shmkafkad");
-        let socket = dir.join("shmkafkad.sock");
-        let child = Command::new(&exe)
-            .args([
-                "--log-level",
-                "warn",
-                "--bootstrap-servers",
-                bootstrap,
-                "--socket",
-            ])
-            .arg(&socket)
-            .args(extra)
-            .stdout(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {} (cargo build --release first)", exe.display()))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            if Instant::now() > deadline {
-                bail!("shmkafkad did not come up");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(Daemon { child, socket })
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
-    }
-}
-
 fn run_case(
     mode: Path2Kafka,
     clients: usize,
@@ -309,14 +240,11 @@ fn run_case(
     case: usize,
 ) -> anyhow::Result<ProduceResult> {
     let topic = format!("bench-{case}-{}", std::process::id());
-    let daemon_cpu0 = daemon
-        .map(|d| process_cpu_seconds(d.child.id()))
-        .transpose()?;
+    let daemon_cpu0 = daemon.map(|d| process_cpu_seconds(d.pid())).transpose()?;
     let mut children = Vec::new();
     for index in 0..clients {
-        let mut command = Command::new(std::env::current_exe()?);
+        let mut command = bench_child("produce-child")?;
         command
-            .arg("produce-child")
             .args([
                 "--mode",
                 if mode == Path2Kafka::Daemon {
@@ -337,10 +265,11 @@ fn run_case(
         if let Some(d) = daemon {
             command.arg("--socket").arg(&d.socket);
         }
-        children.push(command.spawn()?);
+        children.push(spawn_guarded(&mut command)?);
     }
     let mut reports = Vec::new();
-    for mut child in children {
+    for mut guard in children {
+        let child = &mut guard.child;
         let stdout = child.stdout.take().expect("piped");
         let line = BufReader::new(stdout)
             .lines()
@@ -368,7 +297,7 @@ fn run_case(
     let cpu: f64 = reports.iter().map(|r| r.cpu_s).sum();
     let million = delivered as f64 / 1e6;
     let daemon_cpu = match (daemon, daemon_cpu0) {
-        (Some(d), Some(c0)) => Some((process_cpu_seconds(d.child.id())? - c0) / million),
+        (Some(d), Some(c0)) => Some((process_cpu_seconds(d.pid())? - c0) / million),
         _ => None,
     };
     Ok(ProduceResult {
@@ -387,15 +316,8 @@ fn run_case(
 /// Runs every case and prints the comparison.
 pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
     let dir = tempfile::tempdir()?;
-    let mock = match &args.bootstrap {
-        Some(_) => None,
-        None => Some(shmkafka_testkit::MockBrokerProcess::start(1, &[])?),
-    };
-    let bootstrap = args
-        .bootstrap
-        .clone()
-        .or_else(|| mock.as_ref().map(|m| m.bootstrap_servers().to_owned()))
-        .context("no broker")?;
+    let broker = Broker::start(args.bootstrap.as_deref())?;
+    let bootstrap = broker.bootstrap().to_owned();
     let daemon = Daemon::start(dir.path(), &bootstrap, &args.daemon_args)?;
     let mut results = Vec::new();
     let mut case = 0;
