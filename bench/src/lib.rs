@@ -12,6 +12,9 @@
 
 pub mod fdpass;
 pub mod handoff;
+pub mod harness;
+pub mod latency;
 pub mod plot;
 pub mod produce;
+pub mod scale;
 pub mod spsc;

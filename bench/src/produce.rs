@@ -10,8 +10,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Stdio;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
@@ -22,6 +22,11 @@ use rdkafka::ClientContext;
 use serde::Serialize;
 use shmkafka_client::{Message, Producer as ShmProducer, ProducerOptions};
 use shmkafkad::config::KAFKA_DEFAULTS;
+
+use crate::harness::{
+    bench_child, process_cpu_seconds, progress, self_cpu_seconds, spawn_guarded, value_of, wall_ns,
+    Broker, Daemon,
+};
 
 /// Options of the `produce` scenario.
 #[derive(Debug, Clone, Args)]
@@ -143,37 +148,6 @@ struct ChildReport {
     cpu_s: f64,
 }
 
-fn wall_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-}
-
-fn self_cpu_seconds() -> f64 {
-    match nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF) {
-        Ok(usage) => {
-            let tv = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-            tv(usage.user_time()) + tv(usage.system_time())
-        }
-        Err(_) => f64::NAN,
-    }
-}
-
-/// CPU seconds a process has used so far, from /proc.
-fn process_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after_name = stat.rsplit_once(')').context("stat format")?.1;
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the name.
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
-    Ok(ticks / hz)
-}
-
-fn value_of(size: usize) -> Vec<u8> {
-    (0..size).map(|i| (i % 251) as u8).collect()
-}
-
 /// A client process: send, wait for acknowledgements, report.
 pub fn child(args: &ProduceChildArgs) -> anyhow::Result<()> {
     let value = value_of(args.size);
@@ -281,48 +255,6 @@ fn child_in_process(args: &ProduceChildArgs, value: &[u8]) -> anyhow::Result<Chi
     })
 }
 
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Daemon {
-    fn start(exe: &Path, dir: &Path, bootstrap: &str, extra: &[String]) -> anyhow::Result<Daemon> {
-        let socket = dir.join("shmkafkad.sock");
-        let child = Command::new(exe)
-            .args([
-                "--log-level",
-                "warn",
-                "--bootstrap-servers",
-                bootstrap,
-                "--socket",
-            ])
-            .arg(&socket)
-            .args(extra)
-            .stdout(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {} (cargo build --release first)", exe.display()))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            if Instant::now() > deadline {
-                bail!("shmkafkad did not come up");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(Daemon { child, socket })
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
-    }
-}
-
 /// One cell of the table: who produces, how many clients, what size.
 struct Case<'a> {
     mode: Path2Kafka,
@@ -346,14 +278,11 @@ fn run_case(
         topic,
         ..
     } = *case;
-    let daemon_cpu0 = daemon
-        .map(|d| process_cpu_seconds(d.child.id()))
-        .transpose()?;
+    let daemon_cpu0 = daemon.map(|d| process_cpu_seconds(d.pid())).transpose()?;
     let mut children = Vec::new();
     for index in 0..clients {
-        let mut command = Command::new(std::env::current_exe()?);
+        let mut command = bench_child("produce-child")?;
         command
-            .arg("produce-child")
             .args([
                 "--mode",
                 if mode == Path2Kafka::Daemon {
@@ -374,10 +303,11 @@ fn run_case(
         if let Some(d) = daemon {
             command.arg("--socket").arg(&d.socket);
         }
-        children.push(command.spawn()?);
+        children.push(spawn_guarded(&mut command)?);
     }
     let mut reports = Vec::new();
-    for mut child in children {
+    for mut guard in children {
+        let child = &mut guard.child;
         let stdout = child.stdout.take().expect("piped");
         let line = BufReader::new(stdout)
             .lines()
@@ -405,7 +335,7 @@ fn run_case(
     let cpu: f64 = reports.iter().map(|r| r.cpu_s).sum();
     let million = delivered as f64 / 1e6;
     let daemon_cpu = match (daemon, daemon_cpu0) {
-        (Some(d), Some(c0)) => Some((process_cpu_seconds(d.child.id())? - c0) / million),
+        (Some(d), Some(c0)) => Some((process_cpu_seconds(d.pid())? - c0) / million),
         _ => None,
     };
     Ok(ProduceResult {
@@ -474,40 +404,13 @@ pub fn parse_variant(spec: &str) -> anyhow::Result<Variant> {
     })
 }
 
-/// The broker every case produces to.
-enum Broker {
-    Mock(shmkafka_testkit::MockBrokerProcess),
-    Tansu(shmkafka_testkit::Tansu),
-    External(String),
-}
-
-impl Broker {
-    fn bootstrap(&self) -> &str {
-        match self {
-            Broker::Mock(m) => m.bootstrap_servers(),
-            Broker::Tansu(t) => t.bootstrap_servers(),
-            Broker::External(b) => b,
-        }
-    }
-
-    fn name(&self) -> String {
-        match self {
-            Broker::Mock(_) => "librdkafka mock cluster (own process)".to_owned(),
-            Broker::Tansu(_) => "tansu (SQLite storage)".to_owned(),
-            Broker::External(b) => b.clone(),
-        }
-    }
-}
-
 /// Runs every case and prints the comparison.
 pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
     let dir = tempfile::tempdir()?;
-    let broker = if let Some(b) = &args.bootstrap {
-        Broker::External(b.clone())
-    } else if args.tansu {
-        Broker::Tansu(shmkafka_testkit::Tansu::start(&dir.path().join("tansu"))?)
+    let broker = if args.tansu {
+        Broker::start_tansu(&dir.path().join("tansu"))?
     } else {
-        Broker::Mock(shmkafka_testkit::MockBrokerProcess::start(1, &[])?)
+        Broker::start(args.bootstrap.as_deref())?
     };
     let bootstrap = broker.bootstrap().to_owned();
     let variants = if args.variants.is_empty() {
@@ -529,18 +432,15 @@ pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
             extra.push("--config".to_owned());
             extra.push(config.display().to_string());
         }
-        let exe = match &variant.binary {
-            Some(path) => path.clone(),
-            None => std::env::current_exe()?.with_file_name("shmkafkad"),
+        let daemon = match &variant.binary {
+            Some(exe) => Daemon::start_binary(exe, &variant_dir, &bootstrap, &extra),
+            None => Daemon::start(&variant_dir, &bootstrap, &extra),
         };
-        daemons.push(
-            Daemon::start(&exe, &variant_dir, &bootstrap, &extra)
-                .with_context(|| format!("variant {}", variant.label))?,
-        );
+        daemons.push(daemon.with_context(|| format!("variant {}", variant.label))?);
     }
     eprintln!(
         "produce: broker {}, {} CPUs, variants: {}",
-        broker.name(),
+        broker.describe(),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         variants
             .iter()
@@ -549,10 +449,7 @@ pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
             .join(", ")
     );
     let cells = args.sizes.len() * args.clients.len() * (1 + variants.len());
-    let progress = indicatif::ProgressBar::new(cells as u64).with_style(
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
-            .expect("static template"),
-    );
+    let progress = progress(cells as u64, "cases");
     let mut results = Vec::new();
     let mut case_no = 0;
     for &size in &args.sizes {
@@ -567,9 +464,7 @@ pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
             for (label, daemon) in runners {
                 case_no += 1;
                 let topic = format!("bench-{case_no}-{}", std::process::id());
-                if let Broker::Tansu(tansu) = &broker {
-                    tansu.create_topic(&topic, args.partitions)?;
-                }
+                broker.create_topic(&topic, args.partitions)?;
                 let case = Case {
                     mode: if daemon.is_some() {
                         Path2Kafka::Daemon

@@ -281,6 +281,22 @@ impl Producer {
         std::iter::from_fn(|| self.shared.ring.pop_failure()).collect()
     }
 
+    /// The ring's release cursor: every record whose sequence number (as
+    /// returned by [`Producer::send`] or [`Reservation::commit`]) is below
+    /// this position has been acknowledged by the broker or reported failed
+    /// (see [`Producer::failures`]); the daemon releases ring space only
+    /// after librdkafka's delivery report. Records are released in ring
+    /// order, so a record acknowledged early is seen once all records before
+    /// it are finished too.
+    ///
+    /// One atomic load, without locks or system calls: any thread may poll it,
+    /// e.g. to observe acknowledgement of individual records
+    /// (`released_position() > seq`) without waiting as [`Producer::flush`]
+    /// does.
+    pub fn released_position(&self) -> u64 {
+        self.shared.ring.released()
+    }
+
     /// Counters of this producer.
     pub fn stats(&self) -> Stats {
         let ring = &self.shared.ring;

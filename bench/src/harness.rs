@@ -1,0 +1,506 @@
+//! Plumbing the scenarios share: the broker and `shmkafkad` in child
+//! processes, child processes that die with the bench, clocks, CPU and
+//! memory readings from `/proc`, and latency summaries.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use shmkafka_testkit::{locate_binary, ChildGuard, MockBrokerProcess, Tansu};
+
+/// Environment variable naming the `shmkafkad` binary to benchmark (default:
+/// next to the bench binary).
+pub const SHMKAFKAD_BIN_ENV: &str = "SHMKAFKAD_BIN";
+
+/// Wall-clock nanoseconds since the epoch (comparable across processes).
+pub fn wall_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// CPU seconds (user + system) this process has used so far.
+pub fn self_cpu_seconds() -> f64 {
+    match nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF) {
+        Ok(usage) => {
+            let tv = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+            tv(usage.user_time()) + tv(usage.system_time())
+        }
+        Err(_) => f64::NAN,
+    }
+}
+
+/// utime + stime in clock ticks from the text of `/proc/PID/stat`. The
+/// command name (field 2) may contain spaces and parentheses, so fields are
+/// counted after its last `)`.
+pub fn parse_stat_cpu_ticks(stat: &str) -> anyhow::Result<u64> {
+    let after_name = stat.rsplit_once(')').context("stat: no ')'")?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the name.
+    let field = |i: usize| -> anyhow::Result<u64> {
+        fields
+            .get(i)
+            .context("stat: too few fields")?
+            .parse::<u64>()
+            .context("stat: utime/stime not a number")
+    };
+    Ok(field(11)? + field(12)?)
+}
+
+/// CPU seconds a process has used so far, from `/proc/PID/stat`.
+pub fn process_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
+    Ok(parse_stat_cpu_ticks(&stat)? as f64 / hz)
+}
+
+/// Memory and threads of a process, from `/proc/PID/status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcStatus {
+    /// Resident anonymous memory (heap, stacks): the process's own memory.
+    pub rss_anon_kib: u64,
+    /// Resident file-backed memory (the binary and libraries).
+    pub rss_file_kib: u64,
+    /// Resident shared memory (for `shmkafkad`: the client rings it touched).
+    pub rss_shmem_kib: u64,
+    /// Peak resident set size.
+    pub vm_hwm_kib: u64,
+    /// Threads.
+    pub threads: u64,
+}
+
+/// Parses the text of `/proc/PID/status`; missing lines read as 0.
+pub fn parse_status(text: &str) -> ProcStatus {
+    let mut status = ProcStatus::default();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let number = || {
+            value
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        match key {
+            "RssAnon" => status.rss_anon_kib = number(),
+            "RssFile" => status.rss_file_kib = number(),
+            "RssShmem" => status.rss_shmem_kib = number(),
+            "VmHWM" => status.vm_hwm_kib = number(),
+            "Threads" => status.threads = number(),
+            _ => {}
+        }
+    }
+    status
+}
+
+/// Reads `/proc/PID/status`.
+pub fn process_status(pid: u32) -> anyhow::Result<ProcStatus> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    Ok(parse_status(&text))
+}
+
+/// Creates the directory `path` is to be written in.
+pub fn create_parent(path: &Path) -> anyhow::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A value of `size` bytes (a fixed, non-constant pattern).
+pub fn value_of(size: usize) -> Vec<u8> {
+    (0..size).map(|i| (i % 251) as u8).collect()
+}
+
+/// Makes `command`'s process receive SIGKILL when the spawning thread of
+/// this process exits, so a bench killed without running destructors leaves
+/// no daemon or client behind.
+pub fn die_with_parent(command: &mut Command) -> &mut Command {
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // the prctl system call, which is async-signal-safe; it touches no memory
+    // shared with the parent.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        })
+    }
+}
+
+/// Spawns `command` guarded: SIGKILLed when the guard drops (also when the
+/// bench fails) or when the bench dies.
+pub fn spawn_guarded(command: &mut Command) -> anyhow::Result<ChildGuard> {
+    let child = die_with_parent(command)
+        .spawn()
+        .with_context(|| format!("spawning {:?}", command.get_program()))?;
+    Ok(ChildGuard::new(child))
+}
+
+/// A command re-executing this bench binary in a (hidden) child role.
+pub fn bench_child(role: &str) -> anyhow::Result<Command> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command.arg(role);
+    Ok(command)
+}
+
+/// The broker the scenarios produce to: `--bootstrap` if given, a tansu
+/// broker started here, or by default the mock cluster in its own process
+/// (both killed on drop).
+pub struct Broker {
+    kind: BrokerKind,
+    bootstrap: String,
+}
+
+enum BrokerKind {
+    Mock(MockBrokerProcess),
+    Tansu(Tansu),
+    External,
+}
+
+impl Broker {
+    /// Uses `bootstrap`, or starts a one-broker mock cluster.
+    pub fn start(bootstrap: Option<&str>) -> anyhow::Result<Broker> {
+        Ok(match bootstrap {
+            Some(b) => Broker {
+                kind: BrokerKind::External,
+                bootstrap: b.to_owned(),
+            },
+            None => {
+                let mock = MockBrokerProcess::start(1, &[])?;
+                let bootstrap = mock.bootstrap_servers().to_owned();
+                Broker {
+                    kind: BrokerKind::Mock(mock),
+                    bootstrap,
+                }
+            }
+        })
+    }
+
+    /// Starts tansu with its SQLite storage in `dir`.
+    pub fn start_tansu(dir: &Path) -> anyhow::Result<Broker> {
+        let tansu = Tansu::start(dir)?;
+        let bootstrap = tansu.bootstrap_servers().to_owned();
+        Ok(Broker {
+            kind: BrokerKind::Tansu(tansu),
+            bootstrap,
+        })
+    }
+
+    /// Bootstrap servers.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// Whether this is the mock cluster.
+    pub fn is_mock(&self) -> bool {
+        matches!(self.kind, BrokerKind::Mock(_))
+    }
+
+    /// What the broker is, for reports.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            BrokerKind::Mock(mock) => {
+                format!("librdkafka mock cluster (own process, pid {})", mock.pid())
+            }
+            BrokerKind::Tansu(tansu) => format!("tansu (SQLite storage, pid {})", tansu.pid()),
+            BrokerKind::External => self.bootstrap.clone(),
+        }
+    }
+
+    /// Creates `topic` where topics are not auto-created (tansu); the mock
+    /// cluster auto-creates, and an external broker is the caller's.
+    pub fn create_topic(&self, topic: &str, partitions: u32) -> anyhow::Result<()> {
+        if let BrokerKind::Tansu(tansu) = &self.kind {
+            tansu.create_topic(topic, partitions)?;
+        }
+        Ok(())
+    }
+}
+
+/// A `shmkafkad` child process with its own socket and spool directory;
+/// stopped with SIGTERM on drop (SIGKILL if it does not stop within 10 s),
+/// and SIGKILLed if the bench dies.
+pub struct Daemon {
+    child: Option<Child>,
+    /// Control socket.
+    pub socket: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `shmkafkad` in `dir` against `bootstrap` with `extra` arguments
+    /// and waits until its socket accepts connections.
+    pub fn start(dir: &Path, bootstrap: &str, extra: &[String]) -> anyhow::Result<Daemon> {
+        let exe = locate_binary("shmkafkad", SHMKAFKAD_BIN_ENV)
+            .context("cargo build --release -p shmkafkad first")?;
+        Self::start_binary(&exe, dir, bootstrap, extra)
+    }
+
+    /// [`Daemon::start`] with the daemon executable `exe`.
+    pub fn start_binary(
+        exe: &Path,
+        dir: &Path,
+        bootstrap: &str,
+        extra: &[String],
+    ) -> anyhow::Result<Daemon> {
+        let socket = dir.join("shmkafkad.sock");
+        let spool = dir.join("spool");
+        std::fs::create_dir_all(&spool)?;
+        let mut command = Command::new(exe);
+        command
+            .args([
+                "--log-level",
+                "warn",
+                "--bootstrap-servers",
+                bootstrap,
+                "--socket",
+            ])
+            .arg(&socket)
+            .arg("--spool-dir")
+            .arg(&spool)
+            .args(extra)
+            .stdout(Stdio::null());
+        let child = die_with_parent(&mut command)
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        let mut daemon = Daemon {
+            child: Some(child),
+            socket,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(&daemon.socket).is_err() {
+            if let Some(status) = daemon.child_mut().try_wait()? {
+                bail!("shmkafkad exited with {status} before listening");
+            }
+            if Instant::now() > deadline {
+                bail!("shmkafkad did not come up within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(daemon)
+    }
+
+    fn child_mut(&mut self) -> &mut Child {
+        self.child.as_mut().expect("child until drop")
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Raises the soft open-file limit to the hard limit (children inherit it);
+/// returns the new soft limit.
+pub fn raise_nofile_limit() -> anyhow::Result<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(hard.max(soft))
+}
+
+/// A latency histogram in nanoseconds, 3 significant digits, up to 100 s.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Percentiles of a latency histogram, in nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Observations.
+    pub count: u64,
+    /// Median.
+    pub p50_ns: u64,
+    /// 99th percentile.
+    pub p99_ns: u64,
+    /// 99.9th percentile.
+    pub p999_ns: u64,
+    /// Largest observation.
+    pub max_ns: u64,
+    /// Mean.
+    pub mean_ns: f64,
+}
+
+impl Summary {
+    /// Summarises `h` (all zero if it is empty).
+    pub fn of(h: &Histogram<u64>) -> Summary {
+        if h.is_empty() {
+            return Summary::default();
+        }
+        Summary {
+            count: h.len(),
+            p50_ns: h.value_at_quantile(0.50),
+            p99_ns: h.value_at_quantile(0.99),
+            p999_ns: h.value_at_quantile(0.999),
+            max_ns: h.max(),
+            mean_ns: h.mean(),
+        }
+    }
+}
+
+/// Quantiles drawn in percentile plots (followed by the maximum).
+pub const CURVE_QUANTILES: [f64; 9] = [0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9999, 0.99999];
+
+/// Points of a percentile plot of `h`: x is `1 / (1 - q)` (2 for the median,
+/// 100 for p99, 1000 for p99.9), y the latency in nanoseconds; quantiles
+/// beyond what `h`'s count resolves are left out, and the maximum is added
+/// at x = the count.
+pub fn percentile_curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let n = h.len() as f64;
+    let mut points: Vec<(f64, f64)> = CURVE_QUANTILES
+        .iter()
+        .map(|&q| ((1.0 / (1.0 - q)).round(), q))
+        .filter(|&(x, _)| x < n)
+        .map(|(x, q)| (x, h.value_at_quantile(q) as f64))
+        .collect();
+    points.push((n.max(2.0), h.max() as f64));
+    points
+}
+
+/// Nanoseconds as a short human string (`850ns`, `12.3us`, `4.56ms`, `1.20s`).
+pub fn fmt_ns(ns: f64) -> String {
+    if !ns.is_finite() {
+        return "-".to_owned();
+    }
+    if ns < 1e3 {
+        format!("{ns:.0}ns")
+    } else if ns < 1e6 {
+        format!("{:.1}us", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.2}ms", ns / 1e6)
+    } else {
+        format!("{:.2}s", ns / 1e9)
+    }
+}
+
+/// A progress bar on stderr (drawn only on a terminal).
+pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(what.to_owned());
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_after_the_last_parenthesis() {
+        // A command name with a space and a ')' of its own.
+        let stat = "4242 (shm kafka) d) S 1 4242 4242 0 -1 4194560 1000 0 0 0 \
+                    250 75 0 0 20 0 9 0 12345 1000000 500 18446744073709551615";
+        assert_eq!(parse_stat_cpu_ticks(stat).unwrap(), 325);
+        assert!(parse_stat_cpu_ticks("1 (x) S 1 2").is_err());
+        assert!(parse_stat_cpu_ticks("no name here").is_err());
+    }
+
+    #[test]
+    fn own_stat_parses() {
+        let cpu = process_cpu_seconds(std::process::id()).unwrap();
+        assert!(cpu >= 0.0);
+    }
+
+    #[test]
+    fn status_lines_are_read_in_kib() {
+        let text = "Name:\tshmkafkad\nVmHWM:\t   20480 kB\nVmRSS:\t   12000 kB\n\
+                    RssAnon:\t    8000 kB\nRssFile:\t    3000 kB\nRssShmem:\t    1000 kB\n\
+                    Threads:\t17\nSigQ:\t0/1\n";
+        assert_eq!(
+            parse_status(text),
+            ProcStatus {
+                rss_anon_kib: 8000,
+                rss_file_kib: 3000,
+                rss_shmem_kib: 1000,
+                vm_hwm_kib: 20480,
+                threads: 17,
+            }
+        );
+        let own = process_status(std::process::id()).unwrap();
+        assert!(own.threads >= 1 && own.rss_anon_kib > 0, "{own:?}");
+    }
+
+    #[test]
+    fn summary_reads_percentiles() {
+        let mut h = histogram();
+        for v in 1..=1000u64 {
+            h.record(v * 1000).unwrap();
+        }
+        let s = Summary::of(&h);
+        assert_eq!(s.count, 1000);
+        // hdrhistogram values are equivalent within 3 significant digits.
+        let near = |a: u64, b: u64| (a as f64 - b as f64).abs() / b as f64 <= 1e-3;
+        assert!(near(s.p50_ns, 500_000), "{s:?}");
+        assert!(near(s.p99_ns, 990_000), "{s:?}");
+        assert!(near(s.p999_ns, 999_000), "{s:?}");
+        assert!(near(s.max_ns, 1_000_000), "{s:?}");
+        assert!((s.mean_ns - 500_500.0).abs() < 1000.0, "{s:?}");
+        assert_eq!(Summary::of(&histogram()), Summary::default());
+    }
+
+    #[test]
+    fn percentile_curve_stops_at_what_the_count_resolves() {
+        let mut h = histogram();
+        for v in 1..=200u64 {
+            h.record(v).unwrap();
+        }
+        let curve = percentile_curve(&h);
+        let xs: Vec<f64> = curve.iter().map(|p| p.0).collect();
+        // 2, 4, 10, 20 and 100 (p99.5 needs more than 200), then the max at n.
+        assert_eq!(xs.len(), 6, "{curve:?}");
+        assert!((xs[0] - 2.0).abs() < 1e-9 && (xs[4] - 100.0).abs() < 1e-6);
+        assert_eq!(curve.last().unwrap(), &(200.0, 200.0));
+        assert!(curve.windows(2).all(|w| w[0].1 <= w[1].1), "{curve:?}");
+        assert!(percentile_curve(&histogram()).is_empty());
+    }
+
+    #[test]
+    fn durations_format_in_readable_units() {
+        assert_eq!(fmt_ns(850.0), "850ns");
+        assert_eq!(fmt_ns(12_345.0), "12.3us");
+        assert_eq!(fmt_ns(4_560_000.0), "4.56ms");
+        assert_eq!(fmt_ns(1.2e9), "1.20s");
+        assert_eq!(fmt_ns(f64::NAN), "-");
+    }
+}

@@ -1,0 +1,142 @@
+//! Runs the `latency` and `scale` scenarios end to end with tiny counts
+//! against the mock cluster: the real daemon, client processes and broker.
+//!
+//! The daemon and mock-broker binaries are not built by `cargo test -p
+//! shmkafka-bench` (cargo builds a dependency's library only): build them
+//! first with `cargo build -p shmkafkad --bins`, or point `SHMKAFKAD_BIN`
+//! and `SHMKAFKA_MOCK_BROKER_BIN` at them; otherwise the tests report a skip.
+
+use std::process::Command;
+
+use serde_json::Value;
+use shmkafka_bench::harness::SHMKAFKAD_BIN_ENV;
+use shmkafka_testkit::{locate_binary, report_skip, MOCK_BROKER_BIN, MOCK_BROKER_BIN_ENV};
+
+const BENCH: &str = env!("CARGO_BIN_EXE_shmkafka-bench");
+
+fn binaries_present(test: &str) -> bool {
+    for (name, env) in [
+        ("shmkafkad", SHMKAFKAD_BIN_ENV),
+        (MOCK_BROKER_BIN, MOCK_BROKER_BIN_ENV),
+    ] {
+        if let Err(e) = locate_binary(name, env) {
+            report_skip(test, e);
+            return false;
+        }
+    }
+    true
+}
+
+fn run_bench(args: &[&str]) -> String {
+    let out = Command::new(BENCH)
+        .args(args)
+        .output()
+        .expect("running the bench");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn latency_scenario_runs_end_to_end() {
+    if !binaries_present("latency_scenario_runs_end_to_end") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("latency.json");
+    let plots = dir.path().join("plots");
+    let table = run_bench(&[
+        "latency",
+        "--records",
+        "3000",
+        "--warmup",
+        "300",
+        "--rate",
+        "20000",
+        "--ack-every",
+        "10",
+        "--ring-mib",
+        "4",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        plots.to_str().unwrap(),
+    ]);
+    assert!(table.contains("commit -> ack"), "{table}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(report["timer_overhead"]["count"].as_u64().unwrap() > 0);
+    let results = report["results"].as_array().unwrap();
+    // Two load points x two paths.
+    assert_eq!(results.len(), 4, "{report}");
+    for r in results {
+        let m = &r["measurement"];
+        assert_eq!(m["delivered"], 3000, "{r}");
+        assert_eq!(m["failed"], 0, "{r}");
+        assert_eq!(m["enqueue"]["count"], 3000, "{r}");
+        // One sample every 10 records, each seen acknowledged.
+        assert_eq!(m["ack"]["count"], 300, "{r}");
+        assert!(m["ack"]["p50_ns"].as_u64().unwrap() > 0, "{r}");
+        assert_eq!(
+            m["enqueue_from_schedule"].is_null(),
+            r["offered_rate"].is_null(),
+            "{r}"
+        );
+    }
+    for name in ["latency-enqueue-64B.svg", "latency-ack-64B.svg"] {
+        let svg = std::fs::read_to_string(plots.join(name)).unwrap();
+        assert!(svg.starts_with("<svg"), "{name}");
+    }
+}
+
+#[test]
+fn scale_scenario_runs_end_to_end() {
+    if !binaries_present("scale_scenario_runs_end_to_end") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("scale.json");
+    let plots = dir.path().join("plots");
+    let table = run_bench(&[
+        "scale",
+        "--clients",
+        "1,3",
+        "--seconds",
+        "1",
+        "--settle",
+        "0.3",
+        "--rate-per-client",
+        "500",
+        "--ring-kib",
+        "256",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        plots.to_str().unwrap(),
+    ]);
+    assert!(table.contains("RssAnon"), "{table}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{report}");
+    for (r, clients) in results.iter().zip([1u64, 3]) {
+        assert_eq!(r["clients"], clients, "{r}");
+        assert_eq!(r["failed"], 0, "{r}");
+        // About 1.3 s of sending at 500/s per client.
+        assert!(r["delivered"].as_u64().unwrap() >= 300 * clients, "{r}");
+        for phase in ["idle", "load"] {
+            let end = &r[phase]["end"];
+            assert!(end["rss_anon_kib"].as_u64().unwrap() > 0, "{r}");
+            assert!(end["threads"].as_u64().unwrap() > 1, "{r}");
+            assert!(r[phase]["cpu_per_sec"].as_f64().unwrap() >= 0.0, "{r}");
+        }
+        // The daemon maps every ring: at least one page of each.
+        assert!(r["load"]["end"]["rss_shmem_kib"].as_u64().unwrap() >= 4 * clients);
+    }
+    for name in ["scale-cpu.svg", "scale-rss.svg"] {
+        assert!(plots.join(name).is_file(), "{name}");
+    }
+}
