@@ -3,28 +3,31 @@
 //!
 //! The daemon and mock-broker binaries are not built by `cargo test -p
 //! shmkafka-bench` (cargo builds a dependency's library only): build them
-//! first with `cargo build -p shmkafkad --bins`, or point `SHMKAFKAD_BIN`
-//! and `SHMKAFKA_MOCK_BROKER_BIN` at them; otherwise the tests report a skip.
+//! first with `cargo build -p shmkafkad --bins` (`cargo test --workspace`
+//! does), or point `SHMKAFKAD_BIN` and `SHMKAFKA_MOCK_BROKER_BIN` at them;
+//! otherwise the tests fail saying so.
 
 use std::process::Command;
 
 use serde_json::Value;
 use shmkafka_bench::harness::SHMKAFKAD_BIN_ENV;
-use shmkafka_testkit::{locate_binary, report_skip, MOCK_BROKER_BIN, MOCK_BROKER_BIN_ENV};
+use shmkafka_testkit::{locate_binary, MOCK_BROKER_BIN, MOCK_BROKER_BIN_ENV};
 
 const BENCH: &str = env!("CARGO_BIN_EXE_shmkafka-bench");
 
-fn binaries_present(test: &str) -> bool {
+/// The daemon and mock-broker binaries, or a failure that says how to
+/// build them (`cargo test --workspace` does).
+fn require_binaries() {
     for (name, env) in [
         ("shmkafkad", SHMKAFKAD_BIN_ENV),
         (MOCK_BROKER_BIN, MOCK_BROKER_BIN_ENV),
     ] {
         if let Err(e) = locate_binary(name, env) {
-            report_skip(test, e);
-            return false;
+            panic!(
+                "{e}: run `cargo build -p shmkafkad --bins` (or `cargo test --workspace`) first"
+            );
         }
     }
-    true
 }
 
 fn run_bench(args: &[&str]) -> String {
@@ -44,9 +47,7 @@ fn run_bench(args: &[&str]) -> String {
 
 #[test]
 fn latency_scenario_runs_end_to_end() {
-    if !binaries_present("latency_scenario_runs_end_to_end") {
-        return;
-    }
+    require_binaries();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("latency.json");
     let plots = dir.path().join("plots");
@@ -95,9 +96,7 @@ fn latency_scenario_runs_end_to_end() {
 
 #[test]
 fn scale_scenario_runs_end_to_end() {
-    if !binaries_present("scale_scenario_runs_end_to_end") {
-        return;
-    }
+    require_binaries();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("scale.json");
     let plots = dir.path().join("plots");
