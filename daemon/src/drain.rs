@@ -38,8 +38,10 @@ const OFFSET_MASK: u64 = (1 << SLOT_SHIFT) - 1;
 /// Longest sleep when nothing at all is happening; bounds how long a newly
 /// assigned client waits for its first drain.
 const IDLE_PARK: Duration = Duration::from_millis(20);
-/// Poll interval for delivery reports while records are in flight.
-const INFLIGHT_POLL: Duration = Duration::from_millis(1);
+/// Poll interval for delivery reports while records are in flight. It is
+/// also how long a record committed meanwhile can wait to be drained: the
+/// thread blocks in librdkafka, which a ring commit does not wake.
+const INFLIGHT_POLL: Duration = Duration::from_micros(200);
 
 /// Settings of a drain thread.
 #[derive(Debug, Clone)]
