@@ -200,6 +200,15 @@ impl Broker {
         &self.bootstrap
     }
 
+    /// Process id of a broker started here (none for `--bootstrap`).
+    pub fn pid(&self) -> Option<u32> {
+        match &self.kind {
+            BrokerKind::Mock(mock) => Some(mock.pid()),
+            BrokerKind::Tansu(tansu) => Some(tansu.pid()),
+            BrokerKind::External => None,
+        }
+    }
+
     /// Whether this is the mock cluster.
     pub fn is_mock(&self) -> bool {
         matches!(self.kind, BrokerKind::Mock(_))

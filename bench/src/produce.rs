@@ -44,6 +44,13 @@ pub struct ProduceArgs {
     /// Cap on records per client process per case.
     #[arg(long, default_value_t = 1_000_000)]
     pub max_records: usize,
+    /// Records per second each client offers (0: as fast as it can). Below
+    /// saturation every path delivers what is offered, and the comparison
+    /// is CPU per record: on the host (clients + daemon) and at the broker.
+    /// Clients send what is due, then sleep 1 ms, as a busy application
+    /// does between bursts.
+    #[arg(long, default_value_t = 0)]
+    pub rate_per_client: u64,
     /// Broker to use instead of a mock cluster process. Topics must exist
     /// or be auto-created; see `--tansu` for a broker started here.
     #[arg(long, conflicts_with = "tansu")]
@@ -111,6 +118,40 @@ pub struct ProduceChildArgs {
     /// Client index (keys differ per client).
     #[arg(long)]
     pub index: usize,
+    /// Records per second to offer (0: unpaced).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+}
+
+/// Paces a sender to `rate` records per second in bursts: what is due is
+/// sent at once, then the sender sleeps 1 ms (no busy waiting, which would
+/// charge the pacing itself to the client's CPU).
+struct Pacer {
+    start: std::time::Instant,
+    rate: u64,
+}
+
+impl Pacer {
+    fn new(rate: u64) -> Pacer {
+        Pacer {
+            start: std::time::Instant::now(),
+            rate,
+        }
+    }
+
+    /// Blocks until record `i` is due.
+    fn wait_for(&self, i: u64) {
+        if self.rate == 0 {
+            return;
+        }
+        loop {
+            let due = self.start.elapsed().as_secs_f64() * self.rate as f64;
+            if i as f64 <= due {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
 
 /// One measured case.
@@ -136,6 +177,14 @@ pub struct ProduceResult {
     pub client_cpu_s_per_million: f64,
     /// CPU seconds of shmkafkad per million records (daemon mode only).
     pub daemon_cpu_s_per_million: Option<f64>,
+    /// CPU seconds of the host's part (client processes and shmkafkad) per
+    /// million records.
+    pub host_cpu_s_per_million: f64,
+    /// CPU seconds of the broker process per million records (when the
+    /// broker runs here).
+    pub broker_cpu_s_per_million: Option<f64>,
+    /// Records per second each client offered (0: unpaced).
+    pub rate_per_client: u64,
 }
 
 /// What a child reports on stdout.
@@ -172,7 +221,9 @@ fn child_daemon(args: &ProduceChildArgs, value: &[u8]) -> anyhow::Result<ChildRe
     let cpu0 = self_cpu_seconds();
     let start_ns = wall_ns();
     let base = (args.index as u64) << 40;
+    let pacer = Pacer::new(args.rate);
     for i in 0..args.records as u64 {
+        pacer.wait_for(i);
         let key = (base + i).to_be_bytes();
         producer.send(&topic, &Message::new().key(&key).value(value))?;
     }
@@ -228,7 +279,9 @@ fn child_in_process(args: &ProduceChildArgs, value: &[u8]) -> anyhow::Result<Chi
     let cpu0 = self_cpu_seconds();
     let start_ns = wall_ns();
     let base = (args.index as u64) << 40;
+    let pacer = Pacer::new(args.rate);
     for i in 0..args.records as u64 {
+        pacer.wait_for(i);
         let key = (base + i).to_be_bytes();
         let mut record = BaseRecord::to(&args.topic).key(&key[..]).payload(value);
         loop {
@@ -263,6 +316,8 @@ struct Case<'a> {
     size: usize,
     records: usize,
     topic: &'a str,
+    rate_per_client: u64,
+    broker_pid: Option<u32>,
 }
 
 fn run_case(
@@ -279,6 +334,7 @@ fn run_case(
         ..
     } = *case;
     let daemon_cpu0 = daemon.map(|d| process_cpu_seconds(d.pid())).transpose()?;
+    let broker_cpu0 = case.broker_pid.map(process_cpu_seconds).transpose()?;
     let mut children = Vec::new();
     for index in 0..clients {
         let mut command = bench_child("produce-child")?;
@@ -299,6 +355,7 @@ fn run_case(
                 &size.to_string(),
             ])
             .args(["--index", &index.to_string(), "--bootstrap", bootstrap])
+            .args(["--rate", &case.rate_per_client.to_string()])
             .stdout(Stdio::piped());
         if let Some(d) = daemon {
             command.arg("--socket").arg(&d.socket);
@@ -338,6 +395,10 @@ fn run_case(
         (Some(d), Some(c0)) => Some((process_cpu_seconds(d.pid())? - c0) / million),
         _ => None,
     };
+    let broker_cpu = match (case.broker_pid, broker_cpu0) {
+        (Some(pid), Some(c0)) => Some((process_cpu_seconds(pid)? - c0) / million),
+        _ => None,
+    };
     Ok(ProduceResult {
         mode,
         variant: case.variant.to_owned(),
@@ -349,6 +410,9 @@ fn run_case(
         records_per_sec: delivered as f64 / seconds,
         client_cpu_s_per_million: cpu / million,
         daemon_cpu_s_per_million: daemon_cpu,
+        host_cpu_s_per_million: cpu / million + daemon_cpu.unwrap_or(0.0),
+        broker_cpu_s_per_million: broker_cpu,
+        rate_per_client: case.rate_per_client,
     })
 }
 
@@ -476,6 +540,8 @@ pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
                     size,
                     records,
                     topic: &topic,
+                    rate_per_client: args.rate_per_client,
+                    broker_pid: broker.pid(),
                 };
                 progress.set_message(format!("{label}, {clients} clients, {size} B"));
                 let result = run_case(&case, &bootstrap, daemon)?;
@@ -507,31 +573,37 @@ fn in_process_of<'a>(results: &'a [ProduceResult], r: &ProduceResult) -> Option<
 
 fn print_table(results: &[ProduceResult]) {
     println!(
-        "\n| size B | clients | variant | delivered rec/s | vs in-process | client CPU s/M rec | in-process / this | daemon CPU s/M rec |"
+        "\n| size B | clients | offered/client | variant | delivered rec/s | vs in-process | client CPU s/M | in-process / this | host CPU s/M | in-process / this | broker CPU s/M | in-process / this |"
     );
-    println!("|---:|---:|---|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |c| format!("{c:.3}"));
     for r in results {
         let base = in_process_of(results, r);
-        let rate_ratio = base.map_or(f64::NAN, |b| r.records_per_sec / b.records_per_sec);
-        let cpu_ratio = base.map_or(f64::NAN, |b| {
-            b.client_cpu_s_per_million / r.client_cpu_s_per_million
-        });
-        let daemon_cpu = r
-            .daemon_cpu_s_per_million
-            .map_or_else(|| "-".to_owned(), |c| format!("{c:.3}"));
+        let ratio = |ours: f64, theirs: Option<f64>| theirs.map_or(f64::NAN, |t| t / ours);
+        let offered = if r.rate_per_client == 0 {
+            "max".to_owned()
+        } else {
+            r.rate_per_client.to_string()
+        };
         println!(
-            "| {} | {} | {} | {:.0} | {:.2}x | {:.3} | {:.1}x | {} |",
+            "| {} | {} | {} | {} | {:.0} | {:.2}x | {:.3} | {:.1}x | {:.3} | {:.2}x | {} | {:.2}x |",
             r.size,
             r.clients,
+            offered,
             r.variant,
             r.records_per_sec,
-            rate_ratio,
+            base.map_or(f64::NAN, |b| r.records_per_sec / b.records_per_sec),
             r.client_cpu_s_per_million,
-            cpu_ratio,
-            daemon_cpu
+            ratio(r.client_cpu_s_per_million, base.map(|b| b.client_cpu_s_per_million)),
+            r.host_cpu_s_per_million,
+            ratio(r.host_cpu_s_per_million, base.map(|b| b.host_cpu_s_per_million)),
+            opt(r.broker_cpu_s_per_million),
+            r.broker_cpu_s_per_million.map_or(f64::NAN, |ours| {
+                ratio(ours, base.and_then(|b| b.broker_cpu_s_per_million))
+            }),
         );
     }
-    println!("delivered = acknowledged by the broker; vs in-process: delivered rate over the in-process producer's in the same cell; in-process / this: client CPU per record, in-process over this path (higher is better)");
+    println!("delivered = acknowledged by the broker. vs in-process: delivered rate over the in-process producer's in the same cell. CPU per million delivered records: client = the application processes; host = clients + shmkafkad; broker = the broker process (when started here). in-process / this: above 1 means this path costs less.");
 }
 
 fn plot(dir: &Path, results: &[ProduceResult]) -> anyhow::Result<()> {
@@ -581,6 +653,19 @@ fn plot(dir: &Path, results: &[ProduceResult]) -> anyhow::Result<()> {
                 y_scale: Scale::Log,
             },
             &series_of(&|r| r.client_cpu_s_per_million),
+        )?;
+        lines(
+            &dir.join(format!("produce-host-cpu-{size}B.svg")),
+            &Chart {
+                title: &format!(
+                    "Host CPU (clients + shmkafkad) per million delivered records, {size} B values"
+                ),
+                x_label: "client processes",
+                y_label: "CPU seconds",
+                x_scale: Scale::Log,
+                y_scale: Scale::Linear,
+            },
+            &series_of(&|r| r.host_cpu_s_per_million),
         )?;
     }
     Ok(())
