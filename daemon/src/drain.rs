@@ -21,7 +21,7 @@ use crate::kafka::{
     DeliveryReport, Header, KafkaConfig, KafkaErrorCode, OutgoingMessage, Persistence,
     ProduceError, Producer, ProducerOptions, StatisticsFeed, Topic,
 };
-use crate::metrics::latency::LatencyHistogram;
+use crate::metrics::latency::{LatencyHistogram, LatencySnapshot};
 use crate::registry::Registry;
 use crate::spool::{self, DeadLetters, PendingFailure};
 
@@ -101,6 +101,8 @@ struct Ring {
     stop_at: Option<u64>,
     /// Failed records held in flight until the spool has them on disk.
     awaiting_spool: usize,
+    /// Acknowledgements served but not yet added to the client's counter.
+    acked_unpublished: u64,
 }
 
 /// One drain thread's state. Field order matters: the producer and its
@@ -116,6 +118,9 @@ pub struct DrainThread {
     stats: Arc<DrainStats>,
     options: DrainOptions,
     reports: Vec<DeliveryReport>,
+    /// Latencies of the current poll's acknowledgements, added to
+    /// `stats.latency` once per poll.
+    latency_batch: LatencySnapshot,
     dead_letters: DeadLetters,
 }
 
@@ -141,6 +146,7 @@ impl DrainThread {
             stats,
             options,
             reports: Vec::with_capacity(4096),
+            latency_batch: LatencySnapshot::default(),
         })
     }
 
@@ -198,6 +204,7 @@ impl DrainThread {
                 quarantined: None,
                 stop_at: None,
                 awaiting_spool: 0,
+                acked_unpublished: 0,
             };
             match self.rings.iter().position(Option::is_none) {
                 Some(i) => self.rings[i] = Some(ring),
@@ -353,6 +360,9 @@ impl DrainThread {
     fn serve_reports(&mut self, timeout: Duration) -> usize {
         self.reports.clear();
         let n = self.producer.poll(timeout, &mut self.reports);
+        // Counters are summed here and published once per poll, before the
+        // releases that let clients see their acknowledgements.
+        let mut delivered = 0;
         for report in self.reports.drain(..) {
             let slot = (report.opaque as u64 >> SLOT_SHIFT) as usize;
             let Some(ring) = self.rings.get_mut(slot).and_then(Option::as_mut) else {
@@ -370,12 +380,9 @@ impl DrainThread {
             match report.result {
                 Ok(()) => {
                     ring.consumer.mark(seq, Delivery::Delivered);
-                    ring.client
-                        .counters
-                        .delivered
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                    self.stats.latency.observe_us(report.latency_us);
+                    ring.acked_unpublished += 1;
+                    delivered += 1;
+                    self.latency_batch.observe_us(report.latency_us);
                 }
                 Err(code) if is_shutdown_purge(code) => {
                     // Purged at shutdown: left unmarked, the record stays in
@@ -391,8 +398,16 @@ impl DrainThread {
                 }
             }
         }
+        self.stats.delivered.fetch_add(delivered, Ordering::Relaxed);
+        self.stats.latency.absorb(&mut self.latency_batch);
         self.spool_failures();
         for ring in self.rings.iter_mut().flatten() {
+            if ring.acked_unpublished > 0 {
+                ring.client.counters.delivered.fetch_add(
+                    std::mem::take(&mut ring.acked_unpublished),
+                    Ordering::Relaxed,
+                );
+            }
             ring.consumer.release();
         }
         n

@@ -53,6 +53,21 @@ impl LatencyHistogram {
         self.sum_us.fetch_add(us, Ordering::Relaxed);
     }
 
+    /// Adds the observations collected in `local` (one atomic add per
+    /// non-empty bucket instead of two per observation) and empties it.
+    pub fn absorb(&self, local: &mut LatencySnapshot) {
+        for (shared, count) in self.buckets.iter().zip(&mut local.buckets) {
+            if *count > 0 {
+                // Relaxed: as in `observe_us`.
+                shared.fetch_add(std::mem::take(count), Ordering::Relaxed);
+            }
+        }
+        if local.sum_us > 0 {
+            self.sum_us
+                .fetch_add(std::mem::take(&mut local.sum_us), Ordering::Relaxed);
+        }
+    }
+
     /// Current counters.
     pub fn snapshot(&self) -> LatencySnapshot {
         LatencySnapshot {
@@ -63,6 +78,17 @@ impl LatencyHistogram {
 }
 
 impl LatencySnapshot {
+    /// Records one latency into this plain (thread-local) copy; negative
+    /// values are ignored, as in [`LatencyHistogram::observe_us`].
+    #[inline]
+    pub fn observe_us(&mut self, latency_us: i64) {
+        let Ok(us) = u64::try_from(latency_us) else {
+            return;
+        };
+        self.buckets[BOUNDS_US.partition_point(|&bound| bound < us)] += 1;
+        self.sum_us += us;
+    }
+
     /// Number of observations.
     pub fn count(&self) -> u64 {
         self.buckets.iter().sum()
@@ -138,6 +164,31 @@ mod tests {
         let buckets = s.seconds_buckets();
         assert_eq!(buckets[0], (0.0005, 2));
         assert_eq!(buckets.last().unwrap().0, f64::INFINITY);
+    }
+
+    #[test]
+    fn a_local_batch_absorbed_equals_direct_observations() {
+        let values = [0, 499, 2_000, 7_000, 7_000, 99_999_999, -5];
+        let direct = LatencyHistogram::default();
+        let batched = LatencyHistogram::default();
+        let mut local = LatencySnapshot::default();
+        for v in values {
+            direct.observe_us(v);
+            local.observe_us(v);
+        }
+        batched.absorb(&mut local);
+        assert_eq!(batched.snapshot(), direct.snapshot());
+        assert_eq!(
+            local,
+            LatencySnapshot::default(),
+            "absorb empties the batch"
+        );
+        batched.absorb(&mut local);
+        assert_eq!(
+            batched.snapshot(),
+            direct.snapshot(),
+            "absorbing nothing adds nothing"
+        );
     }
 
     #[test]
