@@ -12,6 +12,95 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use shmkafka_testkit::{locate_binary, ChildGuard, MockBrokerProcess, Tansu};
 
+/// Options every broker-facing scenario takes: where to produce, where to
+/// write results, and extra daemon arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScenarioArgs {
+    /// Broker to use instead of a mock cluster process.
+    #[arg(long)]
+    pub bootstrap: Option<String>,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write SVG charts into this directory.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Extra shmkafkad argument (repeatable), e.g.
+    /// `--daemon-arg=--drain-threads=2` or `--daemon-arg=-Xlinger.ms=1`.
+    #[arg(long = "daemon-arg", allow_hyphen_values = true)]
+    pub daemon_args: Vec<String>,
+}
+
+impl ScenarioArgs {
+    /// Writes `report` as pretty JSON to `--json`, if given.
+    pub fn write_json(&self, report: &impl Serialize) -> anyhow::Result<()> {
+        let Some(path) = &self.json else {
+            return Ok(());
+        };
+        create_parent(path)?;
+        std::fs::write(path, serde_json::to_string_pretty(report)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// Enqueues `record` on an in-process producer as an application would:
+/// on a full queue, serve callbacks for a millisecond and retry; afterwards
+/// serve due callbacks without waiting.
+pub fn send_in_process<C: rdkafka::producer::ProducerContext>(
+    producer: &rdkafka::producer::BaseProducer<C>,
+    mut record: rdkafka::producer::BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
+) -> anyhow::Result<()> {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                producer.poll(Duration::from_millis(1));
+            }
+            Err((e, _)) => bail!("produce failed: {e}"),
+        }
+    }
+    producer.poll(Duration::ZERO);
+    Ok(())
+}
+
+/// Which path a client process takes to Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+pub enum Path2Kafka {
+    /// shmkafka client library -> shared memory -> shmkafkad.
+    Daemon,
+    /// rust-rdkafka `BaseProducer` in the client process.
+    InProcess,
+}
+
+impl Path2Kafka {
+    /// The command-line spelling.
+    pub fn arg(self) -> &'static str {
+        match self {
+            Path2Kafka::Daemon => "daemon",
+            Path2Kafka::InProcess => "in-process",
+        }
+    }
+}
+
+/// How a measuring client process reaches Kafka (internal child options).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChildTarget {
+    /// Path to Kafka.
+    #[arg(long, value_enum)]
+    pub mode: Path2Kafka,
+    /// Daemon socket (daemon mode).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// Bootstrap servers (in-process mode).
+    #[arg(long)]
+    pub bootstrap: Option<String>,
+    /// Topic.
+    #[arg(long)]
+    pub topic: String,
+}
+
 /// Environment variable naming the `shmkafkad` binary to benchmark (default:
 /// next to the bench binary).
 pub const SHMKAFKAD_BIN_ENV: &str = "SHMKAFKAD_BIN";

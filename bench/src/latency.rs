@@ -40,16 +40,14 @@
 //! the in-process client counts its successful delivery callbacks.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{ensure, Context};
 use clap::Args;
 use hdrhistogram::Histogram;
 use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 use serde::{Deserialize, Serialize};
@@ -57,11 +55,10 @@ use shmkafka_client::{Message, Producer as ShmProducer, ProducerOptions};
 use shmkafkad::config::KAFKA_DEFAULTS;
 
 use crate::harness::{
-    bench_child, fmt_ns, histogram, percentile_curve, progress, spawn_guarded, value_of, Broker,
-    Daemon, Summary,
+    bench_child, fmt_ns, histogram, percentile_curve, progress, send_in_process, spawn_guarded,
+    value_of, Broker, ChildTarget, Daemon, Path2Kafka, ScenarioArgs, Summary,
 };
 use crate::plot::{self, Chart, Scale, Series};
-use crate::produce::Path2Kafka;
 
 /// Result line prefix of a child.
 const RESULT_PREFIX: &str = "latency-result ";
@@ -98,35 +95,17 @@ pub struct LatencyArgs {
         default_value = "daemon,in-process"
     )]
     pub paths: Vec<Path2Kafka>,
-    /// Broker to use instead of a mock cluster process.
-    #[arg(long)]
-    pub bootstrap: Option<String>,
-    /// Write the results as JSON here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Write SVG percentile plots into this directory.
-    #[arg(long)]
-    pub plot: Option<PathBuf>,
-    /// Extra shmkafkad argument (repeatable), e.g. `--daemon-arg=-Xlinger.ms=1`.
-    #[arg(long = "daemon-arg", allow_hyphen_values = true)]
-    pub daemon_args: Vec<String>,
+    /// Broker, output (SVG: percentile curves) and daemon options.
+    #[command(flatten)]
+    pub common: ScenarioArgs,
 }
 
 /// Options of one measuring client process (internal).
 #[derive(Debug, Clone, Args)]
 pub struct LatencyChildArgs {
-    /// Path to Kafka.
-    #[arg(long, value_enum)]
-    pub mode: Path2Kafka,
-    /// Daemon socket (daemon mode).
-    #[arg(long)]
-    pub socket: Option<PathBuf>,
-    /// Bootstrap servers (in-process mode).
-    #[arg(long)]
-    pub bootstrap: Option<String>,
-    /// Topic.
-    #[arg(long)]
-    pub topic: String,
+    /// Where the records go.
+    #[command(flatten)]
+    pub target: ChildTarget,
     /// Measured records.
     #[arg(long)]
     pub records: usize,
@@ -362,7 +341,7 @@ fn measurement(run: &SendLoop, ack: &Histogram<u64>, delivered: u64, failed: u64
 pub fn child(args: &LatencyChildArgs) -> anyhow::Result<()> {
     ensure!(args.ack_every > 0, "--ack-every must be at least 1");
     let value = value_of(args.size);
-    let m = match args.mode {
+    let m = match args.target.mode {
         Path2Kafka::Daemon => child_daemon(args, &value)?,
         Path2Kafka::InProcess => child_in_process(args, &value)?,
     };
@@ -372,12 +351,12 @@ pub fn child(args: &LatencyChildArgs) -> anyhow::Result<()> {
 
 fn child_daemon(args: &LatencyChildArgs, value: &[u8]) -> anyhow::Result<Measurement> {
     let producer = ShmProducer::connect_with(ProducerOptions {
-        socket_path: args.socket.clone(),
+        socket_path: args.target.socket.clone(),
         ring_capacity: args.ring_mib << 20,
         client_name: "bench-latency".to_owned(),
         ..ProducerOptions::default()
     })?;
-    let topic = producer.topic(&args.topic)?;
+    let topic = producer.topic(&args.target.topic)?;
     let key_of = |i: u64| i.to_be_bytes();
     for i in 0..args.warmup as u64 {
         producer.send(&topic, &Message::new().key(&key_of(i)).value(value))?;
@@ -464,7 +443,7 @@ fn child_in_process(args: &LatencyChildArgs, value: &[u8]) -> anyhow::Result<Mea
     }
     config.set(
         "bootstrap.servers",
-        args.bootstrap.as_deref().context("--bootstrap")?,
+        args.target.bootstrap.as_deref().context("--bootstrap")?,
     );
     let base = Instant::now();
     let n_samples = args.records / args.ack_every + 1;
@@ -476,24 +455,13 @@ fn child_in_process(args: &LatencyChildArgs, value: &[u8]) -> anyhow::Result<Mea
     })?;
     producer
         .client()
-        .fetch_metadata(Some(&args.topic), Duration::from_secs(10))?;
+        .fetch_metadata(Some(&args.target.topic), Duration::from_secs(10))?;
     let send = |i: u64, opaque: usize| -> anyhow::Result<()> {
         let key = i.to_be_bytes();
-        let mut record = BaseRecord::with_opaque_to(&args.topic, opaque)
+        let record = BaseRecord::with_opaque_to(&args.target.topic, opaque)
             .key(&key[..])
             .payload(value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(1));
-                }
-                Err((e, _)) => bail!("produce failed: {e}"),
-            }
-        }
-        producer.poll(Duration::ZERO);
-        Ok(())
+        send_in_process(&producer, record)
     };
     for i in 0..args.warmup as u64 {
         send(i, 0)?;
@@ -547,12 +515,12 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<LatencyReport> {
     ensure!(args.rate > 0, "--rate must be positive");
     let timer = timer_overhead(200_000);
     let dir = tempfile::tempdir()?;
-    let broker = Broker::start(args.bootstrap.as_deref())?;
+    let broker = Broker::start(args.common.bootstrap.as_deref())?;
     let daemon = if args.paths.contains(&Path2Kafka::Daemon) {
         Some(Daemon::start(
             dir.path(),
             broker.bootstrap(),
-            &args.daemon_args,
+            &args.common.daemon_args,
         )?)
     } else {
         None
@@ -596,12 +564,8 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<LatencyReport> {
         results,
     };
     print_table(&report, args);
-    if let Some(path) = &args.json {
-        crate::harness::create_parent(path)?;
-        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    if let Some(dir) = &args.plot {
+    args.common.write_json(&report)?;
+    if let Some(dir) = &args.common.plot {
         write_plots(dir, &report)?;
     }
     Ok(report)
@@ -618,7 +582,7 @@ fn run_child(
 ) -> anyhow::Result<Measurement> {
     let mut command = bench_child("latency-child")?;
     command
-        .args(["--mode", mode_arg(path), "--topic", topic])
+        .args(["--mode", path.arg(), "--topic", topic])
         .args(["--bootstrap", bootstrap])
         .args(["--records", &args.records.to_string()])
         .args(["--warmup", &args.warmup.to_string()])
@@ -645,13 +609,6 @@ fn run_child(
     );
     let line = line.context("latency client reported nothing")?;
     Ok(serde_json::from_str(&line)?)
-}
-
-fn mode_arg(path: Path2Kafka) -> &'static str {
-    match path {
-        Path2Kafka::Daemon => "daemon",
-        Path2Kafka::InProcess => "in-process",
-    }
 }
 
 fn load_label(rate: Option<u64>) -> String {

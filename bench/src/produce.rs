@@ -14,9 +14,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 use serde::Serialize;
@@ -24,8 +23,8 @@ use shmkafka_client::{Message, Producer as ShmProducer, ProducerOptions};
 use shmkafkad::config::KAFKA_DEFAULTS;
 
 use crate::harness::{
-    bench_child, process_cpu_seconds, progress, self_cpu_seconds, spawn_guarded, value_of, wall_ns,
-    Broker, Daemon,
+    bench_child, process_cpu_seconds, progress, self_cpu_seconds, send_in_process, spawn_guarded,
+    value_of, wall_ns, Broker, ChildTarget, Daemon, Path2Kafka, ScenarioArgs,
 };
 
 /// Options of the `produce` scenario.
@@ -51,10 +50,10 @@ pub struct ProduceArgs {
     /// does between bursts.
     #[arg(long, default_value_t = 0)]
     pub rate_per_client: u64,
-    /// Broker to use instead of a mock cluster process. Topics must exist
-    /// or be auto-created; see `--tansu` for a broker started here.
-    #[arg(long, conflicts_with = "tansu")]
-    pub bootstrap: Option<String>,
+    /// Broker, output and daemon options; with `--bootstrap`, topics must
+    /// exist or be auto-created (see `--tansu` for a broker started here).
+    #[command(flatten)]
+    pub common: ScenarioArgs,
     /// Start a tansu broker (SQLite storage in a temporary directory) and
     /// create each case's topic on it, instead of the mock cluster.
     #[arg(long)]
@@ -62,16 +61,6 @@ pub struct ProduceArgs {
     /// Partitions of each case's topic (tansu; the mock cluster auto-creates 4).
     #[arg(long, default_value_t = 4)]
     pub partitions: u32,
-    /// Write the results as JSON here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Write SVG charts (rate and client CPU by client count) into this directory.
-    #[arg(long)]
-    pub plot: Option<PathBuf>,
-    /// Extra shmkafkad argument for every variant (repeatable), e.g.
-    /// `--daemon-arg=--drain-threads=2`.
-    #[arg(long = "daemon-arg", allow_hyphen_values = true)]
-    pub daemon_args: Vec<String>,
     /// A daemon configuration to measure, as `LABEL:KEY=VALUE;KEY=VALUE`
     /// (repeatable; default: one variant `daemon` with the defaults). A KEY
     /// `kafka.PROP` sets a librdkafka property; any other `section.key`
@@ -85,30 +74,12 @@ pub struct ProduceArgs {
     pub variants: Vec<String>,
 }
 
-/// Which path a client process takes to Kafka.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-pub enum Path2Kafka {
-    /// shmkafka client library -> shared memory -> shmkafkad.
-    Daemon,
-    /// rust-rdkafka `BaseProducer` in the client process.
-    InProcess,
-}
-
 /// Options of one client process (internal).
 #[derive(Debug, Clone, Args)]
 pub struct ProduceChildArgs {
-    /// Path to Kafka.
-    #[arg(long, value_enum)]
-    pub mode: Path2Kafka,
-    /// Daemon socket (daemon mode).
-    #[arg(long)]
-    pub socket: Option<PathBuf>,
-    /// Bootstrap servers (in-process mode).
-    #[arg(long)]
-    pub bootstrap: Option<String>,
-    /// Topic.
-    #[arg(long)]
-    pub topic: String,
+    /// Where the records go.
+    #[command(flatten)]
+    pub target: ChildTarget,
     /// Records to send.
     #[arg(long)]
     pub records: usize,
@@ -200,7 +171,7 @@ struct ChildReport {
 /// A client process: send, wait for acknowledgements, report.
 pub fn child(args: &ProduceChildArgs) -> anyhow::Result<()> {
     let value = value_of(args.size);
-    let report = match args.mode {
+    let report = match args.target.mode {
         Path2Kafka::Daemon => child_daemon(args, &value)?,
         Path2Kafka::InProcess => child_in_process(args, &value)?,
     };
@@ -213,11 +184,11 @@ pub fn child(args: &ProduceChildArgs) -> anyhow::Result<()> {
 
 fn child_daemon(args: &ProduceChildArgs, value: &[u8]) -> anyhow::Result<ChildReport> {
     let producer = ShmProducer::connect_with(ProducerOptions {
-        socket_path: args.socket.clone(),
+        socket_path: args.target.socket.clone(),
         client_name: format!("bench-{}", args.index),
         ..ProducerOptions::default()
     })?;
-    let topic = producer.topic(&args.topic)?;
+    let topic = producer.topic(&args.target.topic)?;
     let cpu0 = self_cpu_seconds();
     let start_ns = wall_ns();
     let base = (args.index as u64) << 40;
@@ -265,7 +236,7 @@ fn child_in_process(args: &ProduceChildArgs, value: &[u8]) -> anyhow::Result<Chi
     }
     config.set(
         "bootstrap.servers",
-        args.bootstrap.as_deref().context("--bootstrap")?,
+        args.target.bootstrap.as_deref().context("--bootstrap")?,
     );
     let producer: BaseProducer<Counting> = config.create_with_context(Counting {
         delivered: 0.into(),
@@ -275,7 +246,7 @@ fn child_in_process(args: &ProduceChildArgs, value: &[u8]) -> anyhow::Result<Chi
     // fetch the topic's metadata before the clock starts.
     producer
         .client()
-        .fetch_metadata(Some(&args.topic), Duration::from_secs(10))?;
+        .fetch_metadata(Some(&args.target.topic), Duration::from_secs(10))?;
     let cpu0 = self_cpu_seconds();
     let start_ns = wall_ns();
     let base = (args.index as u64) << 40;
@@ -283,18 +254,10 @@ fn child_in_process(args: &ProduceChildArgs, value: &[u8]) -> anyhow::Result<Chi
     for i in 0..args.records as u64 {
         pacer.wait_for(i);
         let key = (base + i).to_be_bytes();
-        let mut record = BaseRecord::to(&args.topic).key(&key[..]).payload(value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(1));
-                }
-                Err((e, _)) => bail!("produce failed: {e}"),
-            }
-        }
-        producer.poll(Duration::ZERO);
+        let record = BaseRecord::to(&args.target.topic)
+            .key(&key[..])
+            .payload(value);
+        send_in_process(&producer, record)?;
     }
     producer.flush(Duration::from_secs(600))?;
     let end_ns = wall_ns();
@@ -339,14 +302,7 @@ fn run_case(
     for index in 0..clients {
         let mut command = bench_child("produce-child")?;
         command
-            .args([
-                "--mode",
-                if mode == Path2Kafka::Daemon {
-                    "daemon"
-                } else {
-                    "in-process"
-                },
-            ])
+            .args(["--mode", mode.arg()])
             .args(["--topic", topic])
             .args([
                 "--records",
@@ -471,10 +427,14 @@ pub fn parse_variant(spec: &str) -> anyhow::Result<Variant> {
 /// Runs every case and prints the comparison.
 pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
     let dir = tempfile::tempdir()?;
+    anyhow::ensure!(
+        !(args.tansu && args.common.bootstrap.is_some()),
+        "--tansu starts a broker; it cannot be combined with --bootstrap"
+    );
     let broker = if args.tansu {
         Broker::start_tansu(&dir.path().join("tansu"))?
     } else {
-        Broker::start(args.bootstrap.as_deref())?
+        Broker::start(args.common.bootstrap.as_deref())?
     };
     let bootstrap = broker.bootstrap().to_owned();
     let variants = if args.variants.is_empty() {
@@ -489,7 +449,7 @@ pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
     for (i, variant) in variants.iter().enumerate() {
         let variant_dir = dir.path().join(format!("variant-{i}"));
         std::fs::create_dir_all(&variant_dir)?;
-        let mut extra = args.daemon_args.clone();
+        let mut extra = args.common.daemon_args.clone();
         if !variant.toml.is_empty() {
             let config = variant_dir.join("shmkafkad.toml");
             std::fs::write(&config, &variant.toml)?;
@@ -556,10 +516,8 @@ pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
     }
     progress.finish_and_clear();
     print_table(&results);
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&results)? + "\n")?;
-    }
-    if let Some(dir) = &args.plot {
+    args.common.write_json(&results)?;
+    if let Some(dir) = &args.common.plot {
         plot(dir, &results)?;
     }
     Ok(results)

@@ -33,7 +33,7 @@ use shmkafka_testkit::ChildGuard;
 
 use crate::harness::{
     bench_child, process_cpu_seconds, process_status, progress, raise_nofile_limit, spawn_guarded,
-    value_of, Broker, Daemon, ProcStatus,
+    value_of, Broker, Daemon, ProcStatus, ScenarioArgs,
 };
 use crate::plot::{self, Chart, Scale, Series};
 
@@ -65,18 +65,10 @@ pub struct ScaleArgs {
     /// Ring size of each client, KiB (a power of two).
     #[arg(long, default_value_t = 1024)]
     pub ring_kib: usize,
-    /// Broker to use instead of a mock cluster process.
-    #[arg(long)]
-    pub bootstrap: Option<String>,
-    /// Write the results as JSON here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Write SVG plots (CPU and memory against clients) into this directory.
-    #[arg(long)]
-    pub plot: Option<PathBuf>,
-    /// Extra shmkafkad argument (repeatable).
-    #[arg(long = "daemon-arg", allow_hyphen_values = true)]
-    pub daemon_args: Vec<String>,
+    /// Broker, output (SVG: CPU and memory against clients) and daemon
+    /// options.
+    #[command(flatten)]
+    pub common: ScenarioArgs,
 }
 
 /// Options of one client process (internal).
@@ -265,7 +257,7 @@ fn run_case(
         format!("[daemon]\nmax_clients = {}\n", clients.max(1)),
     )?;
     let mut daemon_args = vec!["--config".to_owned(), config.display().to_string()];
-    daemon_args.extend(args.daemon_args.iter().cloned());
+    daemon_args.extend(args.common.daemon_args.iter().cloned());
     let daemon = Daemon::start(dir.path(), broker.bootstrap(), &daemon_args)?;
     let topic = format!("scale-{case}-{}", std::process::id());
     bar.set_message(format!("{clients} clients: connecting"));
@@ -344,7 +336,7 @@ pub fn run(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
         nofile as usize > 3 * max + 64,
         "RLIMIT_NOFILE hard limit {nofile} is too low for {max} clients"
     );
-    let broker = Broker::start(args.bootstrap.as_deref())?;
+    let broker = Broker::start(args.common.bootstrap.as_deref())?;
     let bar = progress(2 * args.clients.len() as u64, "scale");
     let mut results = Vec::new();
     for (case, &clients) in args.clients.iter().enumerate() {
@@ -358,12 +350,8 @@ pub fn run(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
         mock_broker: broker.is_mock(),
     };
     print_table(&report);
-    if let Some(path) = &args.json {
-        crate::harness::create_parent(path)?;
-        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    if let Some(dir) = &args.plot {
+    args.common.write_json(&report)?;
+    if let Some(dir) = &args.common.plot {
         write_plots(dir, &report)?;
     }
     Ok(report)
