@@ -50,16 +50,48 @@ fn run_senders(socket: &std::path::Path, topic: &str, workload: &Workload, finis
     }
 }
 
-#[test]
-fn processes_and_threads_deliver_everything_exactly_once_in_order() {
+/// Runs `workload` through a daemon (with `daemon_config` if given) to the
+/// mock broker in its own process, then checks at the broker that every
+/// record arrived exactly once, byte-identical and in per-thread order.
+fn deliver_through_mock_broker(topic: &str, daemon_config: Option<&str>, workload: &Workload) {
     let started = Instant::now();
     let dir = test_dir();
-    let topic = "e2e-multi";
-    let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(topic, 24)])
-        .expect("mock broker");
+    let broker = MockBrokerProcess::start_with_binary(
+        MOCK_BROKER.as_ref(),
+        1,
+        &[(topic, workload.partitions as u32)],
+    )
+    .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
-    let _daemon = DaemonSpec::new(&socket, broker.bootstrap_servers()).start();
+    let mut spec = DaemonSpec::new(&socket, broker.bootstrap_servers());
+    if let Some(config) = daemon_config {
+        spec = spec.config(config);
+    }
+    let _daemon = spec.start();
+    run_senders(&socket, topic, workload, Finish::Flush);
+    let sent_after = started.elapsed();
 
+    let ids: Vec<RecordId> = workload.ids().collect();
+    let verdict = consume_and_verify(
+        broker.bootstrap_servers(),
+        topic,
+        workload,
+        &ids,
+        Guarantee::ExactlyOnce,
+        Duration::from_secs(30),
+    );
+    assert_eq!(verdict.consumed, workload.total());
+    eprintln!(
+        "{} records from {} processes x {} threads: flushed after {sent_after:?}, verified after {:?}",
+        verdict.consumed,
+        workload.procs,
+        workload.threads,
+        started.elapsed()
+    );
+}
+
+#[test]
+fn processes_and_threads_deliver_everything_exactly_once_in_order() {
     let workload = Workload {
         procs: 3,
         threads: 3,
@@ -76,38 +108,13 @@ fn processes_and_threads_deliver_everything_exactly_once_in_order() {
         // broker's 5 MiB retention, which trims old records silently.
         max_value: LARGEST_VALUE / 4,
     };
-    run_senders(&socket, topic, &workload, Finish::Flush);
-    let sent_after = started.elapsed();
-
-    let ids: Vec<RecordId> = workload.ids().collect();
-    let verdict = consume_and_verify(
-        broker.bootstrap_servers(),
-        topic,
-        &workload,
-        &ids,
-        Guarantee::ExactlyOnce,
-        Duration::from_secs(30),
-    );
-    assert_eq!(verdict.consumed, workload.total());
-    eprintln!(
-        "{} records from 3 processes x 3 threads: flushed after {sent_after:?}, verified after {:?}",
-        verdict.consumed,
-        started.elapsed()
-    );
+    deliver_through_mock_broker("e2e-multi", None, &workload);
 }
 
 /// `drain.copy_records` (librdkafka copies instead of borrowing the ring's
 /// bytes) delivers the same records, byte-identical and in order.
 #[test]
 fn copied_records_deliver_the_same() {
-    let dir = test_dir();
-    let topic = "e2e-copied";
-    let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(topic, 24)])
-        .expect("mock broker");
-    let socket = dir.path().join("shmkafkad.sock");
-    let _daemon = DaemonSpec::new(&socket, broker.bootstrap_servers())
-        .config("[drain]\ncopy_records = true\n")
-        .start();
     let workload = Workload {
         procs: 2,
         threads: 2,
@@ -115,17 +122,11 @@ fn copied_records_deliver_the_same() {
         partitions: 24,
         max_value: LARGEST_VALUE / 4,
     };
-    run_senders(&socket, topic, &workload, Finish::Flush);
-    let ids: Vec<RecordId> = workload.ids().collect();
-    let verdict = consume_and_verify(
-        broker.bootstrap_servers(),
-        topic,
+    deliver_through_mock_broker(
+        "e2e-copied",
+        Some("[drain]\ncopy_records = true\n"),
         &workload,
-        &ids,
-        Guarantee::ExactlyOnce,
-        Duration::from_secs(30),
     );
-    assert_eq!(verdict.consumed, workload.total());
 }
 
 /// Same flow against tansu, a separate Kafka-protocol broker (not
