@@ -43,17 +43,17 @@ run handoff handoff --records "$(pick 4000000 100000)" --repeat "$(pick 3 1)" \
 
 # Delivered to the broker: 1, 4, 16 client processes, as fast as they can.
 run produce produce --sizes "$(pick 64,1024,16384 64)" --clients "$(pick 1,4,16 1,2)" \
-    --max-records "$(pick 1000000 20000)" --json "$out/produce.json" --plot "$out/produce"
+    --max-records "$(pick 1000000 20000)" --repeat "$(pick 3 1)" --json "$out/produce.json" --plot "$out/produce"
 
 # 16 client processes at a moderate rate each: what batching across
 # processes saves on the host and at the broker.
 run produce-paced produce --sizes 64 --clients "$(pick 16 2)" --rate-per-client 20000 \
-    --max-records "$(pick 200000 20000)" \
+    --max-records "$(pick 200000 20000)" --repeat "$(pick 3 1)" \
     --variant daemon --variant 'spin50:drain.spin_us=50' \
     --json "$out/produce-paced.json"
 
 # The knobs, each against the defaults in the same run.
-run knobs produce --sizes 64 --clients "$(pick 1,4,16 1)" --max-records "$(pick 300000 20000)" \
+run knobs produce --sizes 64 --clients "$(pick 1,4,16 1)" --max-records "$(pick 300000 20000)" --repeat "$(pick 3 1)" \
     --variant daemon \
     --variant 'pinned:drain.cpus=[1];drain.kafka_thread_cpus=[0]' \
     --variant 'spin50:drain.spin_us=50' \

@@ -50,6 +50,11 @@ pub struct ProduceArgs {
     /// does between bursts.
     #[arg(long, default_value_t = 0)]
     pub rate_per_client: u64,
+    /// Runs of every cell; the table reports each figure's median. Runs
+    /// of one cell take turns (in-process, each variant, again), so a slow
+    /// spell of the machine hits all of them.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
     /// Broker, output and daemon options; with `--bootstrap`, topics must
     /// exist or be auto-created (see `--tansu` for a broker started here).
     #[command(flatten)]
@@ -156,6 +161,10 @@ pub struct ProduceResult {
     pub broker_cpu_s_per_million: Option<f64>,
     /// Records per second each client offered (0: unpaced).
     pub rate_per_client: u64,
+    /// Runs behind the figures (medians when more than one).
+    pub runs: usize,
+    /// Delivered records per second of each run.
+    pub runs_records_per_sec: Vec<f64>,
 }
 
 /// What a child reports on stdout.
@@ -369,6 +378,8 @@ fn run_case(
         host_cpu_s_per_million: cpu / million + daemon_cpu.unwrap_or(0.0),
         broker_cpu_s_per_million: broker_cpu,
         rate_per_client: case.rate_per_client,
+        runs: 1,
+        runs_records_per_sec: vec![delivered as f64 / seconds],
     })
 }
 
@@ -472,20 +483,24 @@ pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let cells = args.sizes.len() * args.clients.len() * (1 + variants.len());
+    anyhow::ensure!(args.repeat >= 1, "--repeat must be at least 1");
+    let cells = args.sizes.len() * args.clients.len() * (1 + variants.len()) * args.repeat;
     let progress = progress(cells as u64, "cases");
     let mut results = Vec::new();
     let mut case_no = 0;
     for &size in &args.sizes {
         let records = (args.bytes_per_client / size.max(1)).clamp(1, args.max_records);
         for &clients in &args.clients {
-            let runners = std::iter::once(("in-process", None)).chain(
-                variants
-                    .iter()
-                    .zip(&daemons)
-                    .map(|(v, d)| (v.label.as_str(), Some(d))),
-            );
-            for (label, daemon) in runners {
+            let runners: Vec<(&str, Option<&Daemon>)> = std::iter::once(("in-process", None))
+                .chain(
+                    variants
+                        .iter()
+                        .zip(&daemons)
+                        .map(|(v, d)| (v.label.as_str(), Some(d))),
+                )
+                .collect();
+            let mut runs: Vec<Vec<ProduceResult>> = vec![Vec::new(); runners.len()];
+            for (i, &(label, daemon)) in (0..args.repeat).flat_map(|_| runners.iter().enumerate()) {
                 case_no += 1;
                 let topic = format!("bench-{case_no}-{}", std::process::id());
                 broker.create_topic(&topic, args.partitions)?;
@@ -510,8 +525,9 @@ pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
                     result.records_per_sec, result.client_cpu_s_per_million
                 ));
                 progress.inc(1);
-                results.push(result);
+                runs[i].push(result);
             }
+            results.extend(runs.iter().map(|r| median_of(r)));
         }
     }
     progress.finish_and_clear();
@@ -521,6 +537,39 @@ pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
         plot(dir, &results)?;
     }
     Ok(results)
+}
+
+/// A cell's result from its runs: the median of each rate and CPU figure
+/// (for two runs, their mean), records summed.
+fn median_of(runs: &[ProduceResult]) -> ProduceResult {
+    fn median(mut values: Vec<f64>) -> f64 {
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        match n {
+            0 => f64::NAN,
+            _ if n % 2 == 1 => values[n / 2],
+            _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+        }
+    }
+    let of = |f: &dyn Fn(&ProduceResult) -> f64| median(runs.iter().map(f).collect());
+    let of_opt = |f: &dyn Fn(&ProduceResult) -> Option<f64>| {
+        let values: Vec<f64> = runs.iter().filter_map(f).collect();
+        (!values.is_empty()).then(|| median(values))
+    };
+    let first = &runs[0];
+    ProduceResult {
+        delivered: runs.iter().map(|r| r.delivered).sum(),
+        failed: runs.iter().map(|r| r.failed).sum(),
+        seconds: of(&|r| r.seconds),
+        records_per_sec: of(&|r| r.records_per_sec),
+        client_cpu_s_per_million: of(&|r| r.client_cpu_s_per_million),
+        daemon_cpu_s_per_million: of_opt(&|r| r.daemon_cpu_s_per_million),
+        host_cpu_s_per_million: of(&|r| r.host_cpu_s_per_million),
+        broker_cpu_s_per_million: of_opt(&|r| r.broker_cpu_s_per_million),
+        runs: runs.len(),
+        runs_records_per_sec: runs.iter().map(|r| r.records_per_sec).collect(),
+        ..first.clone()
+    }
 }
 
 fn in_process_of<'a>(results: &'a [ProduceResult], r: &ProduceResult) -> Option<&'a ProduceResult> {
@@ -538,30 +587,47 @@ fn print_table(results: &[ProduceResult]) {
     for r in results {
         let base = in_process_of(results, r);
         let ratio = |ours: f64, theirs: Option<f64>| theirs.map_or(f64::NAN, |t| t / ours);
+        let (lo, hi) = r
+            .runs_records_per_sec
+            .iter()
+            .fold((f64::INFINITY, 0.0_f64), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+        let rate = if r.runs > 1 {
+            format!("{:.0} ({:.0}-{:.0})", r.records_per_sec, lo, hi)
+        } else {
+            format!("{:.0}", r.records_per_sec)
+        };
         let offered = if r.rate_per_client == 0 {
             "max".to_owned()
         } else {
             r.rate_per_client.to_string()
         };
         println!(
-            "| {} | {} | {} | {} | {:.0} | {:.2}x | {:.3} | {:.1}x | {:.3} | {:.2}x | {} | {:.2}x |",
+            "| {} | {} | {} | {} | {} | {:.2}x | {:.3} | {:.1}x | {:.3} | {:.2}x | {} | {:.2}x |",
             r.size,
             r.clients,
             offered,
             r.variant,
-            r.records_per_sec,
+            rate,
             base.map_or(f64::NAN, |b| r.records_per_sec / b.records_per_sec),
             r.client_cpu_s_per_million,
-            ratio(r.client_cpu_s_per_million, base.map(|b| b.client_cpu_s_per_million)),
+            ratio(
+                r.client_cpu_s_per_million,
+                base.map(|b| b.client_cpu_s_per_million)
+            ),
             r.host_cpu_s_per_million,
-            ratio(r.host_cpu_s_per_million, base.map(|b| b.host_cpu_s_per_million)),
+            ratio(
+                r.host_cpu_s_per_million,
+                base.map(|b| b.host_cpu_s_per_million)
+            ),
             opt(r.broker_cpu_s_per_million),
             r.broker_cpu_s_per_million.map_or(f64::NAN, |ours| {
                 ratio(ours, base.and_then(|b| b.broker_cpu_s_per_million))
             }),
         );
     }
-    println!("delivered = acknowledged by the broker. vs in-process: delivered rate over the in-process producer's in the same cell. CPU per million delivered records: client = the application processes; host = clients + shmkafkad; broker = the broker process (when started here). in-process / this: above 1 means this path costs less.");
+    println!("delivered = acknowledged by the broker; with --repeat, medians over runs (range of the rate in brackets). vs in-process: delivered rate over the in-process producer's in the same cell. CPU per million delivered records: client = the application processes; host = clients + shmkafkad; broker = the broker process (when started here). in-process / this: above 1 means this path costs less.");
 }
 
 fn plot(dir: &Path, results: &[ProduceResult]) -> anyhow::Result<()> {
@@ -641,6 +707,37 @@ mod tests {
         assert_eq!(parsed["drain"]["cpus"].as_array().unwrap().len(), 1);
         assert_eq!(parsed["drain"]["spin_us"].as_integer(), Some(0));
         assert_eq!(parsed["kafka"]["linger.ms"].as_str(), Some("0"));
+    }
+
+    #[test]
+    fn repeated_runs_report_medians_and_keep_every_rate() {
+        let run = |rate: f64, cpu: f64| ProduceResult {
+            mode: Path2Kafka::Daemon,
+            variant: "daemon".into(),
+            clients: 1,
+            size: 64,
+            delivered: 100,
+            failed: 0,
+            seconds: 100.0 / rate,
+            records_per_sec: rate,
+            client_cpu_s_per_million: cpu,
+            daemon_cpu_s_per_million: Some(cpu * 10.0),
+            host_cpu_s_per_million: cpu * 11.0,
+            broker_cpu_s_per_million: None,
+            rate_per_client: 0,
+            runs: 1,
+            runs_records_per_sec: vec![rate],
+        };
+        let m = median_of(&[run(300.0, 0.3), run(100.0, 0.1), run(200.0, 0.5)]);
+        assert_eq!(m.records_per_sec, 200.0);
+        assert_eq!(m.client_cpu_s_per_million, 0.3);
+        assert_eq!(m.daemon_cpu_s_per_million, Some(3.0));
+        assert_eq!(m.broker_cpu_s_per_million, None);
+        assert_eq!(m.delivered, 300);
+        assert_eq!(m.runs, 3);
+        assert_eq!(m.runs_records_per_sec, vec![300.0, 100.0, 200.0]);
+        let two = median_of(&[run(100.0, 0.1), run(200.0, 0.2)]);
+        assert_eq!(two.records_per_sec, 150.0);
     }
 
     #[test]
