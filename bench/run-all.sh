@@ -37,7 +37,7 @@ run() {
 }
 
 # Hand-off through shared memory, no Kafka.
-run handoff handoff --records "$(pick 4000000 100000)" --repeat "$(pick 3 1)" \
+run handoff handoff --records "$(pick 2000000 100000)" --repeat "$(pick 3 1)" \
     --sizes "$(pick 16,64,256,1024,4096,16384,65536 64)" --threads "$(pick 1,2,4,8 1,2)" \
     --json "$out/handoff.json" --plot "$out"
 

@@ -68,7 +68,7 @@ pub struct HandoffArgs {
         default_value = "16,64,256,1024,4096,16384,65536"
     )]
     pub sizes: Vec<usize>,
-    /// Records per measurement (default: 8M, or 1 GiB of payload if less).
+    /// Records per measurement (default 8M), at most 1 GiB of payload.
     #[arg(long)]
     pub records: Option<u64>,
     /// Measurements per cell; the fastest is reported.
@@ -323,9 +323,12 @@ pub fn run(args: &HandoffArgs) -> anyhow::Result<Report> {
             );
     let mut results = Vec::new();
     for &size in &args.sizes {
+        // Large records are capped by payload volume, whatever was asked.
         let records = args
             .records
-            .unwrap_or_else(|| MAX_RECORDS.min(BYTES_PER_RUN / size as u64));
+            .unwrap_or(MAX_RECORDS)
+            .min(BYTES_PER_RUN / size as u64)
+            .max(1);
         let mut baseline_rate = f64::NAN;
         for &(variant, producers) in &cells {
             let label = variant.label(producers);
