@@ -29,6 +29,10 @@ use crate::sync::{
     consumer_barrier, fence, futex_wait, futex_wake, AtomicU32, UNBARRIERED_PARK_LIMIT,
 };
 
+/// In-flight records `mark` scans after the last one marked before it
+/// bisects: covers a producer's records spread over a handful of partitions.
+const MARK_PROBE: usize = 16;
+
 /// A record handed out by the consumer and not yet released.
 #[derive(Debug, Clone, Copy)]
 struct InFlight {
@@ -327,15 +331,21 @@ impl RingConsumer {
     }
 
     /// Index of the in-flight record at `seq`. Delivery reports come back
-    /// mostly in the order records were handed out (in order per partition),
-    /// so the record after the last one marked is tried first; otherwise
-    /// bisect.
+    /// in the order records were handed out within a partition, and a
+    /// producer's records interleave across a few partitions, so the next
+    /// report is usually a few records after the last one marked: look at
+    /// up to [`MARK_PROBE`] records after it, then bisect.
     #[inline]
     fn find_in_flight(&mut self, seq: u64) -> Option<usize> {
-        let next = self.mark_hint + 1;
-        if self.in_flight.get(next).is_some_and(|r| r.pos == seq) {
-            self.mark_hint = next;
-            return Some(next);
+        let start = (self.mark_hint + 1).min(self.in_flight.len());
+        for (i, record) in self.in_flight.range(start..).take(MARK_PROBE).enumerate() {
+            if record.pos == seq {
+                self.mark_hint = start + i;
+                return Some(start + i);
+            }
+            if record.pos > seq {
+                break;
+            }
         }
         let found = self.in_flight.binary_search_by_key(&seq, |r| r.pos).ok()?;
         self.mark_hint = found;
