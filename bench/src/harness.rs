@@ -101,6 +101,22 @@ pub struct ChildTarget {
     pub topic: String,
 }
 
+impl ChildTarget {
+    /// librdkafka settings for the in-process path: the daemon's defaults,
+    /// so both paths produce alike, and `--bootstrap`.
+    pub fn in_process_config(&self) -> anyhow::Result<rdkafka::config::ClientConfig> {
+        let mut config = rdkafka::config::ClientConfig::new();
+        for (k, v) in shmkafkad::config::KAFKA_DEFAULTS {
+            config.set(*k, *v);
+        }
+        config.set(
+            "bootstrap.servers",
+            self.bootstrap.as_deref().context("--bootstrap")?,
+        );
+        Ok(config)
+    }
+}
+
 /// Environment variable naming the `shmkafkad` binary to benchmark (default:
 /// next to the bench binary).
 pub const SHMKAFKAD_BIN_ENV: &str = "SHMKAFKAD_BIN";

@@ -47,12 +47,10 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context};
 use clap::Args;
 use hdrhistogram::Histogram;
-use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 use serde::{Deserialize, Serialize};
 use shmkafka_client::{Message, Producer as ShmProducer, ProducerOptions};
-use shmkafkad::config::KAFKA_DEFAULTS;
 
 use crate::harness::{
     bench_child, fmt_ns, histogram, percentile_curve, progress, send_in_process, spawn_guarded,
@@ -437,14 +435,7 @@ impl ProducerContext for AckContext {
 }
 
 fn child_in_process(args: &LatencyChildArgs, value: &[u8]) -> anyhow::Result<Measurement> {
-    let mut config = ClientConfig::new();
-    for (k, v) in KAFKA_DEFAULTS {
-        config.set(*k, *v);
-    }
-    config.set(
-        "bootstrap.servers",
-        args.target.bootstrap.as_deref().context("--bootstrap")?,
-    );
+    let config = args.target.in_process_config()?;
     let base = Instant::now();
     let n_samples = args.records / args.ack_every + 1;
     let producer: BaseProducer<AckContext> = config.create_with_context(AckContext {

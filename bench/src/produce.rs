@@ -15,12 +15,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 use serde::Serialize;
 use shmkafka_client::{Message, Producer as ShmProducer, ProducerOptions};
-use shmkafkad::config::KAFKA_DEFAULTS;
 
 use crate::harness::{
     bench_child, process_cpu_seconds, progress, self_cpu_seconds, send_in_process, spawn_guarded,
@@ -239,14 +237,7 @@ impl ProducerContext for Counting {
 }
 
 fn child_in_process(args: &ProduceChildArgs, value: &[u8]) -> anyhow::Result<ChildReport> {
-    let mut config = ClientConfig::new();
-    for (k, v) in KAFKA_DEFAULTS {
-        config.set(*k, *v);
-    }
-    config.set(
-        "bootstrap.servers",
-        args.target.bootstrap.as_deref().context("--bootstrap")?,
-    );
+    let config = args.target.in_process_config()?;
     let producer: BaseProducer<Counting> = config.create_with_context(Counting {
         delivered: 0.into(),
         failed: 0.into(),
