@@ -577,7 +577,12 @@ fn print_table(results: &[ProduceResult]) {
     let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |c| format!("{c:.3}"));
     for r in results {
         let base = in_process_of(results, r);
-        let ratio = |ours: f64, theirs: Option<f64>| theirs.map_or(f64::NAN, |t| t / ours);
+        // "-" where a ratio has no meaning (no baseline, or a zero reading:
+        // CPU comes in 10 ms ticks, so a short run can read 0).
+        let ratio = |ours: f64, theirs: Option<f64>, digits: usize| match theirs {
+            Some(t) if ours > 0.0 && t > 0.0 => format!("{:.*}x", digits, t / ours),
+            _ => "-".to_owned(),
+        };
         let (lo, hi) = r
             .runs_records_per_sec
             .iter()
@@ -595,27 +600,36 @@ fn print_table(results: &[ProduceResult]) {
             r.rate_per_client.to_string()
         };
         println!(
-            "| {} | {} | {} | {} | {} | {:.2}x | {:.3} | {:.1}x | {:.3} | {:.2}x | {} | {:.2}x |",
+            "| {} | {} | {} | {} | {} | {} | {:.3} | {} | {:.3} | {} | {} | {} |",
             r.size,
             r.clients,
             offered,
             r.variant,
             rate,
-            base.map_or(f64::NAN, |b| r.records_per_sec / b.records_per_sec),
+            // Rate: this path over in-process, so the argument order flips.
+            ratio(
+                base.map_or(0.0, |b| b.records_per_sec),
+                Some(r.records_per_sec),
+                2
+            ),
             r.client_cpu_s_per_million,
             ratio(
                 r.client_cpu_s_per_million,
-                base.map(|b| b.client_cpu_s_per_million)
+                base.map(|b| b.client_cpu_s_per_million),
+                1
             ),
             r.host_cpu_s_per_million,
             ratio(
                 r.host_cpu_s_per_million,
-                base.map(|b| b.host_cpu_s_per_million)
+                base.map(|b| b.host_cpu_s_per_million),
+                2
             ),
             opt(r.broker_cpu_s_per_million),
-            r.broker_cpu_s_per_million.map_or(f64::NAN, |ours| {
-                ratio(ours, base.and_then(|b| b.broker_cpu_s_per_million))
-            }),
+            ratio(
+                r.broker_cpu_s_per_million.unwrap_or(0.0),
+                base.and_then(|b| b.broker_cpu_s_per_million),
+                2
+            ),
         );
     }
     println!("delivered = acknowledged by the broker; with --repeat, medians over runs (range of the rate in brackets). vs in-process: delivered rate over the in-process producer's in the same cell. CPU per million delivered records: client = the application processes; host = clients + shmkafkad; broker = the broker process (when started here). in-process / this: above 1 means this path costs less.");
