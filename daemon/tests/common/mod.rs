@@ -336,16 +336,12 @@ impl SenderSpec {
             .env(ROLE_ENV, "sender")
             .env("E2E_SOCKET", &self.socket)
             .env("E2E_TOPIC", &self.topic)
-            .env("E2E_PROC", self.proc_id.to_string())
-            .env("E2E_THREADS", self.workload.threads.to_string())
-            .env("E2E_PER_THREAD", self.workload.per_thread.to_string())
-            .env("E2E_PARTITIONS", self.workload.partitions.to_string())
-            .env("E2E_MAX_VALUE", self.workload.max_value.to_string())
             .env("E2E_RING", self.ring_capacity.to_string())
             .env("E2E_FINISH", self.finish.as_str())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        self.workload.pass_to(&mut command, "E2E", self.proc_id);
         if let Some((uid, gid)) = self.run_as {
             // std drops root's supplementary groups when it sets the uid.
             command.uid(uid).gid(gid);
@@ -464,7 +460,8 @@ pub fn run_child_role() {
     }
 }
 
-fn env_num<T: std::str::FromStr>(name: &str) -> T
+/// A number from the environment variable `name`, which must be set.
+pub fn env_num<T: std::str::FromStr>(name: &str) -> T
 where
     T::Err: std::fmt::Debug,
 {
@@ -487,14 +484,7 @@ fn report_result(pairs: &[(&str, u64)]) {
 fn run_sender() {
     let socket: PathBuf = std::env::var("E2E_SOCKET").expect("E2E_SOCKET").into();
     let topic_name = std::env::var("E2E_TOPIC").expect("E2E_TOPIC");
-    let proc_id: u32 = env_num("E2E_PROC");
-    let workload = Workload {
-        threads: env_num("E2E_THREADS"),
-        per_thread: env_num("E2E_PER_THREAD"),
-        partitions: env_num("E2E_PARTITIONS"),
-        max_value: env_num("E2E_MAX_VALUE"),
-        procs: proc_id + 1,
-    };
+    let (workload, proc_id) = Workload::from_env("E2E");
     let finish = Finish::parse(&std::env::var("E2E_FINISH").expect("E2E_FINISH"));
     let producer = Producer::connect_with(ProducerOptions {
         socket_path: Some(socket),
@@ -602,6 +592,33 @@ pub struct Workload {
     pub per_thread: u32,
     pub partitions: i32,
     pub max_value: usize,
+}
+
+impl Workload {
+    /// Hands the workload of process `proc_id` to a child process through
+    /// `{prefix}_*` environment variables (read back by [`Workload::from_env`]).
+    pub fn pass_to(&self, command: &mut Command, prefix: &str, proc_id: u32) {
+        command
+            .env(format!("{prefix}_PROC"), proc_id.to_string())
+            .env(format!("{prefix}_THREADS"), self.threads.to_string())
+            .env(format!("{prefix}_PER_THREAD"), self.per_thread.to_string())
+            .env(format!("{prefix}_PARTITIONS"), self.partitions.to_string())
+            .env(format!("{prefix}_MAX_VALUE"), self.max_value.to_string());
+    }
+
+    /// The child's side of [`Workload::pass_to`]: the workload (sized to
+    /// include this process) and this process's id.
+    pub fn from_env(prefix: &str) -> (Workload, u32) {
+        let proc_id: u32 = env_num(&format!("{prefix}_PROC"));
+        let workload = Workload {
+            procs: proc_id + 1,
+            threads: env_num(&format!("{prefix}_THREADS")),
+            per_thread: env_num(&format!("{prefix}_PER_THREAD")),
+            partitions: env_num(&format!("{prefix}_PARTITIONS")),
+            max_value: env_num(&format!("{prefix}_MAX_VALUE")),
+        };
+        (workload, proc_id)
+    }
 }
 
 /// A record as sent and as the broker must store it.

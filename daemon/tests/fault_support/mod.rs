@@ -22,7 +22,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use shmkafka_client::{Message, Producer, ProducerOptions, Topic, WhenFull};
 use shmkafka_testkit::{consume_all_with, ConsumeOptions};
 
-use crate::common::{self, Guarantee, RecordId, Workload, SHMKAFKAD};
+use crate::common::{self, env_num, Guarantee, RecordId, Workload, SHMKAFKAD};
 
 /// Environment variable that turns a re-executed test binary into a child.
 const ROLE_ENV: &str = "SHMKAFKA_FAULT_ROLE";
@@ -82,11 +82,6 @@ impl StreamSpec {
         command
             .env("FAULT_SOCKET", &self.socket)
             .env("FAULT_TOPIC", &self.topic)
-            .env("FAULT_PROC", self.proc_id.to_string())
-            .env("FAULT_THREADS", self.workload.threads.to_string())
-            .env("FAULT_PER_THREAD", self.workload.per_thread.to_string())
-            .env("FAULT_PARTITIONS", self.workload.partitions.to_string())
-            .env("FAULT_MAX_VALUE", self.workload.max_value.to_string())
             .env("FAULT_RING", self.ring_capacity.to_string())
             .env("FAULT_BLOCK_MS", self.block.as_millis().to_string())
             .env("FAULT_REPORT_EVERY", self.report_every.to_string())
@@ -97,6 +92,7 @@ impl StreamSpec {
                     .map_or(String::new(), |n| n.to_string()),
             )
             .env("FAULT_FINISH", self.finish.as_str());
+        self.workload.pass_to(&mut command, "FAULT", self.proc_id);
         FaultChild::spawn(command, self.proc_id)
     }
 }
@@ -351,16 +347,6 @@ pub fn run_child_role() -> Option<String> {
     }
 }
 
-pub fn env_num<T: std::str::FromStr>(name: &str) -> T
-where
-    T::Err: std::fmt::Debug,
-{
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} not set"))
-        .parse()
-        .expect(name)
-}
-
 /// Prints one line for the parent (stdout is line-buffered: one write).
 pub fn say(prefix_event: bool, text: &str) {
     use std::io::Write;
@@ -377,14 +363,7 @@ pub fn event(text: &str) {
 fn run_stream() {
     let socket: PathBuf = std::env::var("FAULT_SOCKET").unwrap().into();
     let topic_name = std::env::var("FAULT_TOPIC").unwrap();
-    let proc_id: u32 = env_num("FAULT_PROC");
-    let workload = Workload {
-        procs: proc_id + 1,
-        threads: env_num("FAULT_THREADS"),
-        per_thread: env_num("FAULT_PER_THREAD"),
-        partitions: env_num("FAULT_PARTITIONS"),
-        max_value: env_num("FAULT_MAX_VALUE"),
-    };
+    let (workload, proc_id) = Workload::from_env("FAULT");
     let report_every: u32 = env_num("FAULT_REPORT_EVERY");
     let pace = Duration::from_micros(env_num("FAULT_PACE_US"));
     let hold_after: Option<u32> = std::env::var("FAULT_HOLD_AFTER")
