@@ -29,6 +29,34 @@ use crate::sync::{
     consumer_barrier, fence, futex_wait, futex_wake, AtomicU32, UNBARRIERED_PARK_LIMIT,
 };
 
+/// Zeroes the finished span `[start, end)` and gives it to the producers,
+/// announcing it in `releasing` first so that a consumer that dies halfway
+/// leaves enough behind for the next one to finish (see
+/// [`OFF_RELEASING`]). `end - start` is at most the capacity.
+fn free_span(ring: &Ring, start: u64, end: u64) {
+    ring.releasing().store(end, Relaxed);
+    // Crash ordering, not a pairing: `releasing` reaches memory before any
+    // of the zeroes, so a span zeroed but not yet released is announced.
+    fence(SeqCst);
+    let freed = end - start;
+    // Zero in at most two pieces: up to the end of the area, then from 0.
+    let index = ring.index(start);
+    let first = freed.min(ring.capacity - index as u64) as usize;
+    ring.mem.zero(index, first);
+    ring.mem.zero(0, freed as usize - first);
+    // SYNC POINT (space): pairs with the producers' Acquire load of
+    // `released` in `try_claim`: the zeroes above are visible to whoever
+    // claims this space.
+    ring.released().store(end, Release);
+    // Dekker with `RingProducer::wait_for_space`: store `released`, then
+    // read `space_waiters`.
+    fence(SeqCst);
+    if ring.space_waiters().load(Relaxed) != 0 {
+        ring.space_epoch().fetch_add(1, Release);
+        futex_wake(ring.space_epoch(), i32::MAX);
+    }
+}
+
 /// In-flight records `mark` scans after the last one marked before it
 /// bisects: covers a producer's records spread over a handful of partitions.
 const MARK_PROBE: usize = 16;
@@ -82,10 +110,21 @@ struct Fields {
 
 impl RingConsumer {
     pub(crate) fn new(ring: Arc<Ring>) -> Result<Self, RecordError> {
-        let (tail, released) = ring.cursors();
+        let (tail, mut released) = ring.cursors();
         if released > tail || tail - released > ring.capacity || released % RECORD_ALIGN as u64 != 0
         {
             return Err(RecordError::CursorsCorrupted { tail, released });
+        }
+        // A consumer died between zeroing a finished span and moving
+        // `released` past it: finish that release. Its records were all
+        // delivered or failed, or the release would not have started.
+        let releasing = ring.releasing().load(Acquire);
+        if releasing > released
+            && releasing <= tail
+            && releasing.is_multiple_of(RECORD_ALIGN as u64)
+        {
+            free_span(&ring, released, releasing);
+            released = releasing;
         }
         Ok(Self {
             ring,
@@ -368,22 +407,7 @@ impl RingConsumer {
         if freed == 0 {
             return 0;
         }
-        // Zero in at most two pieces: up to the end of the area, then from 0.
-        let index = self.ring.index(start);
-        let first = freed.min(self.ring.capacity - index as u64) as usize;
-        self.ring.mem.zero(index, first);
-        self.ring.mem.zero(0, freed as usize - first);
-        // SYNC POINT (space): pairs with the producers' Acquire load of
-        // `released` in `try_claim`: the zeroes above are visible to whoever
-        // claims this space.
-        self.ring.released().store(self.released_pos, Release);
-        // Dekker with `RingProducer::wait_for_space`: store `released`, then
-        // read `space_waiters`.
-        fence(SeqCst);
-        if self.ring.space_waiters().load(Relaxed) != 0 {
-            self.ring.space_epoch().fetch_add(1, Release);
-            futex_wake(self.ring.space_epoch(), i32::MAX);
-        }
+        free_span(&self.ring, start, self.released_pos);
         freed
     }
 

@@ -48,6 +48,13 @@ pub const OFF_SEGMENT_SIZE: usize = 32;
 pub const OFF_TAIL: usize = 128;
 /// Consumer's release cursor: bytes before it are free and zeroed.
 pub const OFF_RELEASED: usize = 256;
+/// Consumer's release in progress: set to the new release cursor before the
+/// span up to it is zeroed, and left there. A consumer started after one
+/// that died mid-release (a daemon SIGKILL) finds it ahead of `released` and
+/// finishes the release, instead of waiting forever on zeroed space that
+/// no producer may write. Same slot as `released`: only the consumer writes
+/// either. Zero in a new segment, so older segments read as "none".
+pub const OFF_RELEASING: usize = 264;
 /// 1 while the consumer is parked (or about to park) on this word.
 pub const OFF_CONSUMER_PARKED: usize = 384;
 /// Bumped by the consumer after `released` moved while producers wait.

@@ -53,6 +53,11 @@ impl Ring {
     }
 
     #[inline]
+    pub(crate) fn releasing(&self) -> &AtomicU64 {
+        self.mem.header_u64(OFF_RELEASING)
+    }
+
+    #[inline]
     pub(crate) fn consumer_parked(&self) -> &AtomicU32 {
         self.mem.header_u32(OFF_CONSUMER_PARKED)
     }

@@ -884,3 +884,44 @@ proptest! {
         drive(start, fill, links, start.wrapping_add(tail_ahead), steps);
     }
 }
+
+/// A consumer killed between zeroing a finished span and moving `released`
+/// past it (a daemon SIGKILLed mid-release) leaves zeroed space at
+/// `released`. The next consumer must finish that release and deliver what
+/// follows, not wait forever on zeroes no producer may overwrite.
+#[test]
+fn consumer_finishes_a_release_its_predecessor_died_in() {
+    use shmkafka_ringbuf::{Record, SegmentOptions, WhenFull};
+    let segment = Segment::create(&SegmentOptions::with_capacity(CAP as usize)).unwrap();
+    let producer = segment.producer();
+    let send = |value: &[u8]| {
+        let record = Record {
+            topic_id: 1,
+            value: Some(value),
+            ..Record::default()
+        };
+        producer.send(&record, WhenFull::Fail).unwrap()
+    };
+    send(b"first");
+    send(b"second");
+    let third = send(b"third");
+
+    // The first consumer hands out and finishes two records, then "dies"
+    // mid-release: the span is announced and zeroed, `released` not moved.
+    let mut first = segment.consumer().unwrap();
+    for _ in 0..2 {
+        let seq = first.peek().unwrap().expect("record").seq();
+        first.advance();
+        assert!(first.mark(seq, shmkafka_ringbuf::Delivery::Delivered));
+    }
+    drop(first);
+    put(segment.fd(), OFF_RELEASING as u64, &third.to_le_bytes());
+    put(segment.fd(), HEADER_SIZE as u64, &vec![0u8; third as usize]);
+    assert_eq!(segment.cursors().1, 0, "released did not move");
+
+    let mut next = segment.consumer().unwrap();
+    let view = next.peek().unwrap().expect("the record after the span");
+    assert_eq!(view.value(), Some(&b"third"[..]));
+    assert_eq!(view.seq(), third);
+    assert_eq!(segment.cursors().1, third, "the release was finished");
+}
