@@ -77,6 +77,13 @@ pub struct KafkaOptions {
     /// Extra `server.properties` lines, applied after the kit's own (the
     /// last value of a key wins).
     pub broker_properties: Vec<(String, String)>,
+    /// A second client listener named `CLIENT` with this security protocol
+    /// (`SSL`, `SASL_SSL`, `SASL_PLAINTEXT`), configured through
+    /// `listener.name.client.*` broker properties; the `PLAINTEXT`
+    /// listener stays for Kafka's tools and between brokers.
+    pub client_listener: Option<String>,
+    /// Extra `kafka-storage format` arguments, e.g. `--add-scram`.
+    pub format_args: Vec<String>,
 }
 
 impl KafkaOptions {
@@ -85,7 +92,21 @@ impl KafkaOptions {
         Self {
             nodes,
             broker_properties: Vec::new(),
+            client_listener: None,
+            format_args: Vec::new(),
         }
+    }
+
+    /// Adds the `CLIENT` listener with `protocol`.
+    pub fn client_listener(mut self, protocol: &str) -> Self {
+        self.client_listener = Some(protocol.to_owned());
+        self
+    }
+
+    /// Adds `kafka-storage format` arguments.
+    pub fn format_arg(mut self, arg: &str) -> Self {
+        self.format_args.push(arg.to_owned());
+        self
     }
 
     /// Adds a broker property.
@@ -102,6 +123,7 @@ struct Node {
     id: u32,
     port: u16,
     controller_port: u16,
+    client_port: Option<u16>,
     config: PathBuf,
     log: PathBuf,
     child: Option<ChildGuard>,
@@ -116,6 +138,7 @@ pub struct KafkaCluster {
     libs: PathBuf,
     nodes: Vec<Node>,
     bootstrap: String,
+    client_bootstrap: Option<String>,
 }
 
 impl KafkaCluster {
@@ -158,6 +181,10 @@ impl KafkaCluster {
                 id,
                 port: free_port()?,
                 controller_port: free_port()?,
+                client_port: match options.client_listener {
+                    Some(_) => Some(free_port()?),
+                    None => None,
+                },
                 config: dir.join(format!("node-{id}.properties")),
                 log: dir.join(format!("node-{id}.log")),
                 child: None,
@@ -170,15 +197,23 @@ impl KafkaCluster {
             .join(",");
         let replicas = options.nodes.min(3);
         for node in &nodes {
+            let (client_listener, client_protocol) =
+                match (&options.client_listener, node.client_port) {
+                    (Some(protocol), Some(port)) => (
+                        format!(",CLIENT://127.0.0.1:{port}"),
+                        format!(",CLIENT:{protocol}"),
+                    ),
+                    _ => (String::new(), String::new()),
+                };
             let mut config = format!(
                 "process.roles=broker,controller\n\
                  node.id={id}\n\
                  controller.quorum.voters={voters}\n\
-                 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}\n\
-                 advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
+                 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}{client_listener}\n\
+                 advertised.listeners=PLAINTEXT://127.0.0.1:{port}{client_listener}\n\
                  controller.listener.names=CONTROLLER\n\
                  inter.broker.listener.name=PLAINTEXT\n\
-                 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+                 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT{client_protocol}\n\
                  log.dirs={data}\n\
                  num.partitions=1\n\
                  default.replication.factor={replicas}\n\
@@ -201,9 +236,18 @@ impl KafkaCluster {
             }
             write_file(&node.config, &config)?;
         }
+        let client_bootstrap = options.client_listener.as_ref().map(|_| {
+            nodes
+                .iter()
+                .filter_map(|n| n.client_port)
+                .map(|port| format!("127.0.0.1:{port}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        });
         let cluster = Self {
             dir: dir.to_owned(),
             libs,
+            client_bootstrap,
             bootstrap: nodes
                 .iter()
                 .map(|n| format!("127.0.0.1:{}", n.port))
@@ -219,7 +263,8 @@ impl KafkaCluster {
                 let mut command = cluster.tool("kafka.tools.StorageTool");
                 command
                     .args(["format", "--ignore-formatted", "-t", CLUSTER_ID, "-c"])
-                    .arg(&node.config);
+                    .arg(&node.config)
+                    .args(&options.format_args);
                 command
                     .output()
                     .map_err(TestkitError::io("running kafka-storage format"))
@@ -248,6 +293,26 @@ impl KafkaCluster {
     /// The `bootstrap.servers` value naming every node.
     pub fn bootstrap_servers(&self) -> &str {
         &self.bootstrap
+    }
+
+    /// The `bootstrap.servers` of the `CLIENT` listener, if the cluster
+    /// has one.
+    pub fn client_bootstrap_servers(&self) -> Option<&str> {
+        self.client_bootstrap.as_deref()
+    }
+
+    /// Runs one of Kafka's tools (`main_class`, e.g.
+    /// `org.apache.kafka.tools.AclCommand` or `kafka.tools.DumpLogSegments`)
+    /// with `args` and returns its standard output.
+    pub fn run_tool(&self, main_class: &str, args: &[&str]) -> Result<String, TestkitError> {
+        let output = self
+            .tool(main_class)
+            .args(args)
+            .output()
+            .map_err(TestkitError::io(format!("running {main_class}")))?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        check_output(main_class, output)?;
+        Ok(stdout)
     }
 
     /// The node ids, 1-based.

@@ -23,6 +23,7 @@ mod kafka;
 mod mock_broker;
 mod process;
 mod tansu;
+mod tls;
 
 pub use consume::{consume_all, consume_all_with, ConsumeOptions, ConsumedRecord};
 pub use error::TestkitError;
@@ -34,3 +35,4 @@ pub use process::{
     die_with_parent, free_port, locate_binary, report_skip, unique_name, ChildGuard,
 };
 pub use tansu::{Tansu, TANSU_BIN_ENV};
+pub use tls::{CertFiles, TestCa};
