@@ -35,6 +35,7 @@
 //!   [`MockCluster::push_request_errors`] instead).
 
 mod callbacks;
+pub mod client_errors;
 mod config;
 mod delivery;
 mod error;
