@@ -144,7 +144,6 @@ fn broker_refusals_reach_the_client_and_the_spool_and_replay_after_the_fix() {
         collateral.len(),
         must_fail.len()
     );
-    let mut must_fail = must_fail;
     for (seq, _) in &collateral {
         let rec = delivered
             .iter()

@@ -136,7 +136,7 @@ pub fn recent_errors() -> Vec<ClientError> {
                 .map_or(true, |age| age < RECENT)
         })
         .collect();
-    errors.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+    errors.sort_by_key(|e| std::cmp::Reverse(e.last_seen));
     errors
 }
 
