@@ -74,6 +74,9 @@ pub enum Path2Kafka {
     Daemon,
     /// rust-rdkafka `BaseProducer` in the client process.
     InProcess,
+    /// Kafka's own Java producer: `ProducerPerformance` from
+    /// `kafka-tools`, one JVM per client (produce scenario only).
+    Java,
 }
 
 impl Path2Kafka {
@@ -82,6 +85,7 @@ impl Path2Kafka {
         match self {
             Path2Kafka::Daemon => "daemon",
             Path2Kafka::InProcess => "in-process",
+            Path2Kafka::Java => "java",
         }
     }
 }

@@ -20,6 +20,8 @@ use rdkafka::ClientContext;
 use serde::Serialize;
 use shmkafka_client::{Message, Producer as ShmProducer, ProducerOptions};
 
+mod java;
+
 use crate::harness::{
     bench_child, process_cpu_seconds, progress, self_cpu_seconds, send_in_process, spawn_guarded,
     values_of, wall_ns, Broker, ChildTarget, Daemon, Path2Kafka, Payload, ScenarioArgs,
@@ -75,6 +77,11 @@ pub struct ProduceArgs {
     /// use it to compare `compression.type` variants).
     #[arg(long, value_enum, default_value_t = Payload::Pattern)]
     pub payload: Payload,
+    /// Also measure Kafka's own Java producer (`ProducerPerformance` from
+    /// kafka-tools, one JVM per client, the same acks, idempotence,
+    /// linger.ms and batch.size); needs --kafka or --bootstrap.
+    #[arg(long)]
+    pub java: bool,
     /// A daemon configuration to measure, as `LABEL:KEY=VALUE;KEY=VALUE`
     /// (repeatable; default: one variant `daemon` with the defaults). A KEY
     /// `kafka.PROP` sets a librdkafka property; any other `section.key`
@@ -195,6 +202,7 @@ pub fn child(args: &ProduceChildArgs) -> anyhow::Result<()> {
     let report = match args.target.mode {
         Path2Kafka::Daemon => child_daemon(args, &values)?,
         Path2Kafka::InProcess => child_in_process(args, &values)?,
+        Path2Kafka::Java => bail!("Java clients run ProducerPerformance, not this binary"),
     };
     println!(
         "report {} {} {} {} {}",
@@ -287,7 +295,7 @@ fn child_in_process(args: &ProduceChildArgs, values: &[Vec<u8>]) -> anyhow::Resu
 }
 
 /// One cell of the table: who produces, how many clients, what size.
-struct Case<'a> {
+pub(crate) struct Case<'a> {
     mode: Path2Kafka,
     variant: &'a str,
     clients: usize,
@@ -504,32 +512,37 @@ pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
             .join(", ")
     );
     anyhow::ensure!(args.repeat >= 1, "--repeat must be at least 1");
-    let cells = args.sizes.len() * args.clients.len() * (1 + variants.len()) * args.repeat;
+    anyhow::ensure!(
+        !args.java || !broker.is_mock(),
+        "--java needs a real broker (--kafka N or --bootstrap): the mock cluster runs inside librdkafka"
+    );
+    let peers = 1 + usize::from(args.java);
+    let cells = args.sizes.len() * args.clients.len() * (peers + variants.len()) * args.repeat;
     let progress = progress(cells as u64, "cases");
     let mut results = Vec::new();
     let mut case_no = 0;
     for &size in &args.sizes {
         let records = (args.bytes_per_client / size.max(1)).clamp(1, args.max_records);
         for &clients in &args.clients {
-            let runners: Vec<(&str, Option<&Daemon>)> = std::iter::once(("in-process", None))
-                .chain(
-                    variants
-                        .iter()
-                        .zip(&daemons)
-                        .map(|(v, d)| (v.label.as_str(), Some(d))),
-                )
-                .collect();
+            let runners: Vec<(&str, Path2Kafka, Option<&Daemon>)> =
+                std::iter::once(("in-process", Path2Kafka::InProcess, None))
+                    .chain(args.java.then_some(("java", Path2Kafka::Java, None)))
+                    .chain(
+                        variants
+                            .iter()
+                            .zip(&daemons)
+                            .map(|(v, d)| (v.label.as_str(), Path2Kafka::Daemon, Some(d))),
+                    )
+                    .collect();
             let mut runs: Vec<Vec<ProduceResult>> = vec![Vec::new(); runners.len()];
-            for (i, &(label, daemon)) in (0..args.repeat).flat_map(|_| runners.iter().enumerate()) {
+            for (i, &(label, mode, daemon)) in
+                (0..args.repeat).flat_map(|_| runners.iter().enumerate())
+            {
                 case_no += 1;
                 let topic = format!("bench-{case_no}-{}", std::process::id());
                 broker.create_topic(&topic, args.partitions)?;
                 let case = Case {
-                    mode: if daemon.is_some() {
-                        Path2Kafka::Daemon
-                    } else {
-                        Path2Kafka::InProcess
-                    },
+                    mode,
                     variant: label,
                     clients,
                     size,
@@ -540,7 +553,10 @@ pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
                     broker_pids: &broker_pids,
                 };
                 progress.set_message(format!("{label}, {clients} clients, {size} B"));
-                let result = run_case(&case, &bootstrap, daemon)?;
+                let result = match mode {
+                    Path2Kafka::Java => java::run_case(&case, &bootstrap, dir.path())?,
+                    _ => run_case(&case, &bootstrap, daemon)?,
+                };
                 progress.println(format!(
                     "{label} clients={clients} size={size} -> {:.0} records/s delivered, client CPU {:.3} s/M",
                     result.records_per_sec, result.client_cpu_s_per_million
