@@ -68,6 +68,12 @@ fn clients(e: &mut DescriptorEncoder<'_>, clients: &[ClientSnapshot]) -> fmt::Re
     )?;
     gauges(
         e,
+        "shmkafkad_clients_orphaned",
+        "Rings whose connection closed while their process lives on (they count against their uid's quota)",
+        [(Vec::new(), clients.iter().filter(|c| c.orphaned).count() as f64)],
+    )?;
+    gauges(
+        e,
         "shmkafkad_clients_registered",
         "Clients whose ring the daemon holds (connected, or gone and still being drained)",
         [(Vec::new(), clients.len() as f64)],

@@ -66,6 +66,7 @@ impl Telemetry {
             "totals": {
                 "clients": clients.len(),
                 "connected": clients.iter().filter(|c| c.connected).count(),
+                "orphaned": clients.iter().filter(|c| c.orphaned).count(),
                 "quarantined": clients.iter().filter(|c| c.quarantined).count(),
                 "produced": drains.iter().map(|d| d.produced).sum::<u64>(),
                 "delivered": drains.iter().map(|d| d.delivered).sum::<u64>(),
@@ -93,6 +94,7 @@ fn client_json(c: &ClientSnapshot, rate: Value) -> Value {
         "pid": c.pid,
         "uid": c.uid,
         "connected": c.connected,
+        "orphaned": c.orphaned,
         "quarantined": c.quarantined,
         "ring_capacity": c.capacity,
         "ring_fill_bytes": c.fill_bytes,
@@ -119,12 +121,13 @@ fn table(report: &Value) -> String {
         None => "-".to_owned(),
     };
     let mut out = format!(
-        "shmkafkad {} up {}s: {} clients ({} connected, {} quarantined); delivered {} ({}), failed {}, spooled {}; \
+        "shmkafkad {} up {}s: {} clients ({} connected, {} orphaned, {} quarantined); delivered {} ({}), failed {}, spooled {}; \
          backlog {} bytes, {} records in flight\n",
         report["version"].as_str().unwrap_or(""),
         report["uptime_seconds"],
         t["clients"],
         t["connected"],
+        t["orphaned"],
         t["quarantined"],
         t["delivered"],
         rate(&t["rate"], "delivered"),
@@ -150,9 +153,14 @@ fn table(report: &Value) -> String {
     for c in report["clients"].as_array().into_iter().flatten() {
         let fill = c["ring_fill_bytes"].as_u64().unwrap_or(0) as f64 * 100.0
             / c["ring_capacity"].as_u64().unwrap_or(1).max(1) as f64;
-        let conn = match (c["quarantined"].as_bool(), c["connected"].as_bool()) {
-            (Some(true), _) => "QUAR",
-            (_, Some(true)) => "yes",
+        let conn = match (
+            c["quarantined"].as_bool(),
+            c["connected"].as_bool(),
+            c["orphaned"].as_bool(),
+        ) {
+            (Some(true), _, _) => "QUAR",
+            (_, Some(true), _) => "yes",
+            (_, _, Some(true)) => "ORPH",
             _ => "no",
         };
         out.push_str(&format!(
