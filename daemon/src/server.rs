@@ -46,6 +46,11 @@ const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// beyond it, entries older than the interval are forgotten.
 const REFUSAL_LOG_PEERS: usize = 4096;
 
+/// Connections and registrations refused since the daemon started (access
+/// list, connection budgets, quotas, malformed handshakes); for status and
+/// metrics.
+pub static REFUSALS: AtomicU64 = AtomicU64::new(0);
+
 /// Who may connect and what they may write.
 #[derive(Debug, Clone)]
 pub struct AccessPolicy {
@@ -359,6 +364,7 @@ impl ControlServer {
 
     /// Logs a refusal, at most once per peer uid and kind per interval.
     fn log_refusal(&self, peer: &Peer, kind: &'static str, message: &str) {
+        REFUSALS.fetch_add(1, Ordering::Relaxed);
         if let Some(repeats) = self.refusals.note(peer.uid, kind) {
             warn!(uid = peer.uid, gid = peer.gid, pid = peer.pid, limit = kind, repeats,
                 reason = %message, "connection refused (logged once per uid per 10 s; repeats counts the others)");

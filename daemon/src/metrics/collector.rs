@@ -35,6 +35,7 @@ impl Collector for TelemetryCollector {
         clients(e, &telemetry.clients())?;
         drains(e, &telemetry.drains(), &telemetry.rates().busy)?;
         spool(e, telemetry)?;
+        limits(e)?;
         librdkafka::encode(e, &telemetry.kafka_statistics())
     }
 }
@@ -170,6 +171,30 @@ fn drains(e: &mut DescriptorEncoder<'_>, drains: &[DrainSnapshot], busy: &[f64])
         "shmkafkad_delivery_latency_seconds",
         "Time from handing a record to librdkafka to its acknowledgement (librdkafka's message latency)",
         drains.iter().map(|d| (labels(d), d.latency.clone())),
+    )
+}
+
+/// What the daemon refused or held back to stay within its bounds.
+fn limits(e: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    use crate::spool::budget;
+    use std::sync::atomic::Ordering::Relaxed;
+    counters(
+        e,
+        "shmkafkad_control_refusals",
+        "Connections and registrations refused (access list, connection budgets, quotas, malformed handshakes)",
+        [(Vec::new(), crate::server::REFUSALS.load(Relaxed) as f64)],
+    )?;
+    counters(
+        e,
+        "shmkafkad_spool_full_events",
+        "Times failed records were held in their rings because the spool reached spool.max_total_bytes",
+        [(Vec::new(), budget::SPOOL_FULL_EVENTS.load(Relaxed) as f64)],
+    )?;
+    gauges(
+        e,
+        "shmkafkad_spool_full_held_records",
+        "Failed records waiting in their rings for room in the spool (0 once it has room)",
+        [(Vec::new(), budget::SPOOL_FULL_HELD.load(Relaxed) as f64)],
     )
 }
 

@@ -2,6 +2,7 @@
 //! a table or as JSON. Rates are over the last [`crate::metrics::rates::WINDOW`] and absent
 //! (`null`, `-`) until the daemon has sampled for a moment.
 
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use serde_json::{json, Value};
@@ -9,6 +10,7 @@ use serde_json::{json, Value};
 use crate::metrics::rates::Rate;
 use crate::metrics::snapshot::ClientSnapshot;
 use crate::metrics::Telemetry;
+use crate::spool::budget;
 
 impl Telemetry {
     /// The status report: JSON (`as_json`) or a text table.
@@ -67,6 +69,7 @@ impl Telemetry {
                 "clients": clients.len(),
                 "connected": clients.iter().filter(|c| c.connected).count(),
                 "orphaned": clients.iter().filter(|c| c.orphaned).count(),
+                "refusals": crate::server::REFUSALS.load(Ordering::Relaxed),
                 "quarantined": clients.iter().filter(|c| c.quarantined).count(),
                 "produced": drains.iter().map(|d| d.produced).sum::<u64>(),
                 "delivered": drains.iter().map(|d| d.delivered).sum::<u64>(),
@@ -82,6 +85,8 @@ impl Telemetry {
                 "dir": self.spool_dir().display().to_string(),
                 "files": spool.map(|s| s.files),
                 "bytes": spool.map(|s| s.bytes),
+                "full_events": budget::SPOOL_FULL_EVENTS.load(Ordering::Relaxed),
+                "held_records": budget::SPOOL_FULL_HELD.load(Ordering::Relaxed),
             },
         })
     }
