@@ -1010,3 +1010,38 @@ fn bookkeeping_stops_at_max_in_flight_until_released() {
     }
     assert_eq!(more, 500, "as many again as were released");
 }
+
+#[test]
+fn more_headers_than_the_limit_do_not_decode() {
+    // Minimal headers: empty name, null value, 6 bytes each.
+    let entry = [0u8, 0, 0xff, 0xff, 0xff, 0xff];
+    let block: Vec<u8> = entry.repeat(MAX_HEADERS_PER_RECORD + 1);
+    let decoded: Vec<_> = HeaderIter::new(&block).collect();
+    assert_eq!(decoded.len(), MAX_HEADERS_PER_RECORD + 1);
+    assert!(decoded[..MAX_HEADERS_PER_RECORD].iter().all(Result::is_ok));
+    assert_eq!(
+        decoded[MAX_HEADERS_PER_RECORD],
+        Err(RecordError::BadHeaders)
+    );
+    // The producer refuses to write such a record in the first place.
+    let (producer, _consumer) = shmkafka_ringbuf::heap_ring(1 << 16);
+    let headers = vec![
+        shmkafka_ringbuf::Header {
+            name: "h",
+            value: None
+        };
+        MAX_HEADERS_PER_RECORD + 1
+    ];
+    let record = shmkafka_ringbuf::Record {
+        topic_id: 0,
+        partition: 0,
+        timestamp_ms: 0,
+        key: None,
+        value: None,
+        headers: &headers,
+    };
+    assert!(matches!(
+        producer.send(&record, shmkafka_ringbuf::WhenFull::Fail),
+        Err(shmkafka_ringbuf::ReserveError::HeaderTooLarge)
+    ));
+}
