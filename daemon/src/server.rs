@@ -131,8 +131,12 @@ impl Drop for ConnectionSlot<'_> {
 /// line per [`REFUSAL_LOG_INTERVAL`] carrying the count since the last.
 #[derive(Debug, Default)]
 struct RefusalLog {
-    peers: Mutex<HashMap<(u32, &'static str), (Instant, u64)>>,
+    /// Per (uid, kind): when a line was last logged, and the refusals since.
+    peers: Mutex<HashMap<RefusalKey, (Instant, u64)>>,
 }
+
+/// A peer uid and the kind of refusal.
+type RefusalKey = (u32, &'static str);
 
 impl RefusalLog {
     /// Counts a refusal; `Some(refusals not logged since the last line)`
