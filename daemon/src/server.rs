@@ -20,6 +20,7 @@ use shmkafka_protocol::{
     DaemonMessage, Hello, RecvError, RefusalCode, Refused, StatusReply, TopicAccepted,
     TopicRefused, TopicVerdict, Welcome, PROTOCOL_VERSION,
 };
+use shmkafka_ringbuf::layout::HEADER_SIZE;
 use shmkafka_ringbuf::Segment;
 use tracing::{info, info_span, warn};
 
@@ -504,7 +505,19 @@ impl ControlServer {
             }
         };
         let segment = match Segment::open(fd) {
-            Ok(s) => s,
+            // The size may have changed between `fstat` and the seals
+            // `open` checks (a client that grows its memfd, then seals it):
+            // what is mapped must be what was reserved.
+            Ok(s) if (HEADER_SIZE + s.capacity()) as u64 == size => s,
+            Ok(s) => {
+                let message = format!(
+                    "segment of {} bytes, {size} when it was counted against the quota; it changed size while being registered",
+                    HEADER_SIZE + s.capacity()
+                );
+                self.log_refusal(peer, "bad segment", &message);
+                refuse(&stream, RefusalCode::BadSegment, &message);
+                return;
+            }
             Err(e) => {
                 self.log_refusal(peer, "bad segment", &e.to_string());
                 refuse(&stream, RefusalCode::BadSegment, &e.to_string());

@@ -218,7 +218,7 @@ impl DeadLetters {
         let mut batch = Vec::new();
         let mut spooled = 0;
         loop {
-            let seq = match consumer.peek() {
+            let peeked = match consumer.peek() {
                 Ok(Some(view)) => {
                     let failure = PendingFailure::now(
                         0,
@@ -227,23 +227,41 @@ impl DeadLetters {
                         kafka::Persistence::PossiblyPersisted,
                     );
                     append_view(&mut self.writer, &view, client, &failure);
-                    failure.seq
+                    Some(failure.seq)
                 }
-                Ok(None) => {
-                    let (tail, _) = client.segment.cursors();
-                    if consumer.drain_pos() < tail
-                        && client.process_exited()
-                        && matches!(consumer.unblock(), Ok(true))
-                    {
-                        continue;
-                    }
-                    break;
-                }
+                Ok(None) => None,
                 Err(e) => {
                     error!(client = client.id, error = %e,
                         "garbage in the ring of a gone client; its records after this point are lost at shutdown");
                     break;
                 }
+            };
+            let Some(seq) = peeked else {
+                if consumer.tracked() >= shmkafka_ringbuf::MAX_IN_FLIGHT {
+                    // The consumer's bookkeeping is full: write the batch so
+                    // far, which releases it, and go on reading.
+                    if batch.is_empty() {
+                        if consumer.release() == 0 {
+                            break;
+                        }
+                        continue;
+                    }
+                    match self.commit_abandoned(consumer, &mut batch) {
+                        Some(n) => {
+                            spooled += n;
+                            continue;
+                        }
+                        None => return (spooled, false),
+                    }
+                }
+                let (tail, _) = client.segment.cursors();
+                if consumer.drain_pos() < tail
+                    && client.process_exited()
+                    && matches!(consumer.unblock(), Ok(true))
+                {
+                    continue;
+                }
+                break;
             };
             consumer.advance();
             batch.push(seq);
@@ -376,6 +394,37 @@ fn persistence(status: kafka::Persistence) -> Persistence {
 #[cfg(test)]
 mod tests {
     use shmkafka_ringbuf::{heap_ring, Delivery, Header, Record, WhenFull};
+
+    /// At shutdown, a gone client's ring holding more records than the
+    /// consumer tracks at once is spooled whole, not cut at the bound.
+    #[test]
+    fn abandoned_records_beyond_the_tracking_bound_are_all_spooled() {
+        use shmkafka_ringbuf::{Segment, SegmentOptions, MAX_IN_FLIGHT};
+        let dir = tempfile::tempdir().unwrap();
+        let segment = Segment::create(&SegmentOptions::with_capacity(8 << 20)).unwrap();
+        let producer = segment.producer();
+        let count = MAX_IN_FLIGHT + 100;
+        for _ in 0..count {
+            let record = Record {
+                topic_id: 0,
+                partition: 0,
+                timestamp_ms: 0,
+                key: None,
+                value: Some(b"v"),
+                headers: &[],
+            };
+            producer.send(&record, WhenFull::Fail).unwrap();
+        }
+        let mut consumer = segment.consumer().unwrap();
+        let client = crate::client::Client::new(1, "gone".into(), std::process::id(), 0, segment);
+        let config = crate::config::SpoolSection {
+            dir: dir.path().to_owned(),
+            ..Default::default()
+        };
+        let mut dead = super::DeadLetters::new(&config, 0);
+        assert_eq!(dead.spool_abandoned(&mut consumer, &client), (count, true));
+        assert_eq!(consumer.tracked(), 0);
+    }
 
     /// `in_flight_view` (added to the ring consumer for the spool) re-reads
     /// exactly the in-flight, unmarked record.
