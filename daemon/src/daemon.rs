@@ -273,7 +273,7 @@ fn reload(current: &Config, policy: &Mutex<AccessPolicy>) -> Option<Config> {
             );
         }
     }
-    info!(path = %path.display(), "SIGHUP: access list, topic allowlist and [limits] reloaded");
+    info!(path = %path.display(), "SIGHUP: access list and topic allowlist reloaded, with [limits]");
     Some(next)
 }
 
