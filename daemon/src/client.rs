@@ -124,11 +124,16 @@ impl Client {
 
     /// Records that the control connection closed.
     pub fn mark_disconnected(&self) {
+        // SYNC POINT (disconnected): pairs with the Acquire load in
+        // `is_disconnected`; what the connection thread did before (the
+        // last topic bindings) is visible to whoever sees the flag.
         self.disconnected.store(true, Ordering::Release);
     }
 
     /// Whether the control connection closed.
     pub fn is_disconnected(&self) -> bool {
+        // SYNC POINT (disconnected): pairs with the Release store in
+        // `mark_disconnected`.
         self.disconnected.load(Ordering::Acquire)
     }
 
