@@ -1,10 +1,22 @@
 //! A registered client, as the control side and the drain side share it.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use shmkafka_ringbuf::Segment;
+
+/// Most topic ids one client may bind: ids are indices into a per-client
+/// table, so the bound is what that table can cost (one pointer per id).
+pub const MAX_TOPICS_PER_CLIENT: usize = 4096;
+
+/// A topic id beyond [`MAX_TOPICS_PER_CLIENT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("topic id {id} exceeds the limit of {MAX_TOPICS_PER_CLIENT} topics per client")]
+pub struct TopicIdOutOfRange {
+    /// The id asked for.
+    pub id: u32,
+}
 
 /// Counters of one client, read by status and metrics.
 #[derive(Debug, Default)]
@@ -34,6 +46,7 @@ pub struct Client {
     /// The mapped ring.
     pub segment: Segment,
     /// Topic names by client-chosen id; `None` where unregistered or refused.
+    /// Never longer than [`MAX_TOPICS_PER_CLIENT`].
     topics: RwLock<Vec<Option<Arc<str>>>>,
     /// Bumped on every change of `topics`, so drain threads refresh lazily.
     topics_version: AtomicU64,
@@ -63,15 +76,30 @@ impl Client {
         }
     }
 
-    /// Binds `id` to `name` (`None` marks a refused id).
-    pub fn bind_topic(&self, id: u32, name: Option<Arc<str>>) {
-        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
+    /// Binds `id` to `name` (`None` marks a refused id). The id comes from
+    /// the client and indexes a table: it is checked against
+    /// [`MAX_TOPICS_PER_CLIENT`] before anything is allocated.
+    pub fn bind_topic(&self, id: u32, name: Option<Arc<str>>) -> Result<(), TopicIdOutOfRange> {
         let index = id as usize;
+        if index >= MAX_TOPICS_PER_CLIENT {
+            return Err(TopicIdOutOfRange { id });
+        }
+        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
         if topics.len() <= index {
             topics.resize(index + 1, None);
         }
         topics[index] = name;
+        // SYNC POINT (topics): pairs with the Acquire load in
+        // `topics_version`; a drain thread that sees the new version reads
+        // the table under the lock anyway, so this orders only the counter.
         self.topics_version.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Bytes of the mapped segment (header page plus ring): what this
+    /// client counts against its uid's `limits.max_mapped_bytes_per_uid`.
+    pub fn mapped_bytes(&self) -> u64 {
+        (shmkafka_ringbuf::layout::HEADER_SIZE + self.segment.capacity()) as u64
     }
 
     /// Number of topic ids bound so far.
@@ -81,6 +109,8 @@ impl Client {
 
     /// Version of the topic table.
     pub fn topics_version(&self) -> u64 {
+        // SYNC POINT (topics): pairs with the Release increment in
+        // `bind_topic`.
         self.topics_version.load(Ordering::Acquire)
     }
 
@@ -94,12 +124,29 @@ impl Client {
 
     /// Records that the control connection closed.
     pub fn mark_disconnected(&self) {
+        // SYNC POINT (disconnected): pairs with the Acquire load in
+        // `is_disconnected`; what the connection thread did before (the
+        // last topic bindings) is visible to whoever sees the flag.
         self.disconnected.store(true, Ordering::Release);
     }
 
     /// Whether the control connection closed.
     pub fn is_disconnected(&self) -> bool {
+        // SYNC POINT (disconnected): pairs with the Release store in
+        // `mark_disconnected`.
         self.disconnected.load(Ordering::Acquire)
+    }
+
+    /// The peer's pidfd, readable once the process has exited.
+    pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(AsFd::as_fd)
+    }
+
+    /// Whether the ring outlived its connection while its process lives on:
+    /// it keeps its place (and counts against its uid's quota) until the
+    /// process exits or everything in it is drained.
+    pub fn is_orphaned(&self) -> bool {
+        self.is_disconnected() && !self.process_exited()
     }
 
     /// Whether the client process has exited, which is what allows padding

@@ -39,6 +39,23 @@ pub const MIN_SPOOL_FILE_BYTES: u64 = 4096;
 /// Largest allowed `spool.max_file_bytes` (files are read whole).
 pub const MAX_SPOOL_FILE_BYTES: u64 = 1 << 30;
 
+/// Default most control connections one uid may hold open at once.
+pub const DEFAULT_MAX_CONNECTIONS_PER_UID: usize = 256;
+/// Default most rings one uid may have registered at once, counting rings
+/// whose connection closed while their process lives on (orphaned).
+pub const DEFAULT_MAX_RINGS_PER_UID: usize = 256;
+/// Default bytes of ring segments one uid may make the daemon map.
+pub const DEFAULT_MAX_MAPPED_BYTES_PER_UID: u64 = 4 << 30;
+/// Default bytes of ring segments the daemon maps in total.
+pub const DEFAULT_MAX_MAPPED_BYTES: u64 = 16 << 30;
+/// Default connections from peers not on the access list (status queries)
+/// open at once.
+pub const DEFAULT_UNAUTHENTICATED_CONNECTIONS: usize = 8;
+/// Default time a new connection has to send its first message.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 2_000;
+/// Default bound on the dead-letter spool's total size.
+pub const DEFAULT_SPOOL_MAX_TOTAL_BYTES: u64 = 1 << 30;
+
 /// Conventional metrics address (an unassigned port in Prometheus' list of
 /// exporter ports); the example config uses it, the built-in default is off.
 pub const EXAMPLE_METRICS_LISTEN: &str = "127.0.0.1:9187";
@@ -88,6 +105,9 @@ pub struct Config {
     /// Dead-letter spool.
     #[serde(default)]
     pub spool: SpoolSection,
+    /// What one local user, and all of them together, may make the daemon hold.
+    #[serde(default)]
+    pub limits: LimitsSection,
     /// Prometheus endpoint.
     #[serde(default)]
     pub metrics: MetricsSection,
@@ -149,15 +169,17 @@ impl Default for DaemonSection {
     }
 }
 
-/// `[access]`: peers are admitted if their uid or gid is listed. With both
-/// lists empty, the daemon's own uid and gid are admitted (so membership in
-/// the daemon's group grants access, as the systemd unit sets up).
+/// `[access]`: peers are admitted if their uid, primary gid or one of their
+/// supplementary gids is listed. With both lists empty, the daemon's own uid
+/// and gid are admitted (so membership in the daemon's group grants access,
+/// as the systemd unit sets up).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessSection {
     /// Admitted user ids.
     pub allowed_uids: Vec<u32>,
-    /// Admitted group ids (primary group of the peer process).
+    /// Admitted group ids (primary or supplementary group of the peer
+    /// process, as `SO_PEERGROUPS` reports them).
     pub allowed_gids: Vec<u32>,
 }
 
@@ -212,6 +234,84 @@ impl Default for DrainSection {
     }
 }
 
+/// `[limits]`: bounds on what local processes can make the daemon hold.
+/// Every control connection counts against its uid before it may send a
+/// byte; peers not on the access list share a small budget of their own.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Control connections one admitted uid may hold open at once.
+    pub max_connections_per_uid: usize,
+    /// Rings one uid may have registered, orphaned ones included.
+    pub max_rings_per_uid: usize,
+    /// Bytes of segments (header page plus ring) one uid may have mapped.
+    pub max_mapped_bytes_per_uid: u64,
+    /// Bytes of segments mapped for all clients together.
+    pub max_mapped_bytes: u64,
+    /// Connections from peers off the access list (they may only ask for
+    /// status) open at once, all uids together.
+    pub unauthenticated_connections: usize,
+    /// Time a new connection has to send its first message.
+    pub handshake_timeout_ms: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            max_connections_per_uid: DEFAULT_MAX_CONNECTIONS_PER_UID,
+            max_rings_per_uid: DEFAULT_MAX_RINGS_PER_UID,
+            max_mapped_bytes_per_uid: DEFAULT_MAX_MAPPED_BYTES_PER_UID,
+            max_mapped_bytes: DEFAULT_MAX_MAPPED_BYTES,
+            unauthenticated_connections: DEFAULT_UNAUTHENTICATED_CONNECTIONS,
+            handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
+        }
+    }
+}
+
+impl LimitsSection {
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            (
+                "limits.max_connections_per_uid",
+                self.max_connections_per_uid as u64,
+            ),
+            ("limits.max_rings_per_uid", self.max_rings_per_uid as u64),
+            (
+                "limits.unauthenticated_connections",
+                self.unauthenticated_connections as u64,
+            ),
+            ("limits.handshake_timeout_ms", self.handshake_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("{key} must be at least 1")));
+            }
+        }
+        // The smallest segment: one header page and the smallest ring.
+        let smallest =
+            (shmkafka_ringbuf::layout::HEADER_SIZE + shmkafka_ringbuf::layout::MIN_CAPACITY) as u64;
+        for (key, value) in [
+            (
+                "limits.max_mapped_bytes_per_uid",
+                self.max_mapped_bytes_per_uid,
+            ),
+            ("limits.max_mapped_bytes", self.max_mapped_bytes),
+        ] {
+            if value < smallest {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} = {value} is smaller than the smallest segment ({smallest} bytes)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Handshake deadline.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+}
+
 /// `[spool]`: where records that failed permanently are kept.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -220,6 +320,10 @@ pub struct SpoolSection {
     pub dir: PathBuf,
     /// A file is closed and a new one started once it reaches this size.
     pub max_file_bytes: u64,
+    /// Bound on the size of all spool files together. Beyond it, failed
+    /// records stay in their rings (back-pressure on the clients whose
+    /// records fail) until an operator replays or purges the spool.
+    pub max_total_bytes: u64,
 }
 
 impl Default for SpoolSection {
@@ -227,6 +331,7 @@ impl Default for SpoolSection {
         Self {
             dir: PathBuf::from(DEFAULT_SPOOL_DIR),
             max_file_bytes: DEFAULT_SPOOL_MAX_FILE_BYTES,
+            max_total_bytes: DEFAULT_SPOOL_MAX_TOTAL_BYTES,
         }
     }
 }
@@ -241,6 +346,12 @@ impl SpoolSection {
             return Err(ConfigError::Invalid(format!(
                 "spool.max_file_bytes = {} must be {MIN_SPOOL_FILE_BYTES}..={MAX_SPOOL_FILE_BYTES}",
                 self.max_file_bytes
+            )));
+        }
+        if self.max_total_bytes < MIN_SPOOL_FILE_BYTES {
+            return Err(ConfigError::Invalid(format!(
+                "spool.max_total_bytes = {} must be at least {MIN_SPOOL_FILE_BYTES}",
+                self.max_total_bytes
             )));
         }
         Ok(())
@@ -470,6 +581,7 @@ impl Config {
             ));
         }
         self.spool.validate()?;
+        self.limits.validate()?;
         self.metrics.validate()?;
         if self.daemon.max_clients == 0 {
             return Err(ConfigError::Invalid(
@@ -550,9 +662,22 @@ impl Config {
             self.drain.kafka_thread_cpus,
         );
         out.push_str(&format!(
-            "spool.dir = {}\nspool.max_file_bytes = {}\n",
+            "spool.dir = {}\nspool.max_file_bytes = {}\nspool.max_total_bytes = {}\n",
             self.spool.dir.display(),
-            self.spool.max_file_bytes
+            self.spool.max_file_bytes,
+            self.spool.max_total_bytes
+        ));
+        let l = &self.limits;
+        out.push_str(&format!(
+            "limits.max_connections_per_uid = {}\nlimits.max_rings_per_uid = {}\n\
+             limits.max_mapped_bytes_per_uid = {}\nlimits.max_mapped_bytes = {}\n\
+             limits.unauthenticated_connections = {}\nlimits.handshake_timeout_ms = {}\n",
+            l.max_connections_per_uid,
+            l.max_rings_per_uid,
+            l.max_mapped_bytes_per_uid,
+            l.max_mapped_bytes,
+            l.unauthenticated_connections,
+            l.handshake_timeout_ms
         ));
         out.push_str(&format!(
             "metrics.listen = {}\n",
@@ -774,6 +899,29 @@ mod tests {
 
         let err = Config::parse("[metrics]\nlisten_on = \"x\"\n").unwrap_err();
         assert!(err.to_string().contains("listen_on"), "{err}");
+    }
+
+    #[test]
+    fn limits_section_defaults_and_validation() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.limits, LimitsSection::default());
+        assert_eq!(config.spool.max_total_bytes, DEFAULT_SPOOL_MAX_TOTAL_BYTES);
+        let config =
+            Config::parse("[limits]\nmax_rings_per_uid = 4\nmax_mapped_bytes_per_uid = 1048576\n")
+                .unwrap();
+        assert_eq!(config.limits.max_rings_per_uid, 4);
+        config.limits.validate().unwrap();
+        let err = Config::parse("[limits]\nmax_ring = 4\n").unwrap_err();
+        assert!(err.to_string().contains("max_ring"), "{err}");
+        let zero = Config::parse("[limits]\nmax_connections_per_uid = 0\n").unwrap();
+        let err = zero.limits.validate().unwrap_err().to_string();
+        assert!(err.contains("limits.max_connections_per_uid"), "{err}");
+        let tiny = Config::parse("[limits]\nmax_mapped_bytes = 100\n").unwrap();
+        let err = tiny.limits.validate().unwrap_err().to_string();
+        assert!(err.contains("limits.max_mapped_bytes"), "{err}");
+        let spool = Config::parse("[spool]\nmax_total_bytes = 10\n").unwrap();
+        let err = spool.spool.validate().unwrap_err().to_string();
+        assert!(err.contains("spool.max_total_bytes"), "{err}");
     }
 
     #[test]

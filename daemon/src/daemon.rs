@@ -273,7 +273,7 @@ fn reload(current: &Config, policy: &Mutex<AccessPolicy>) -> Option<Config> {
             );
         }
     }
-    info!(path = %path.display(), "SIGHUP: access list and topic allowlist reloaded");
+    info!(path = %path.display(), "SIGHUP: access list and topic allowlist reloaded, with [limits]");
     Some(next)
 }
 
@@ -313,5 +313,6 @@ fn access_policy(config: &Config) -> AccessPolicy {
         gids,
         topics: config.topics.allow.clone(),
         max_clients: config.daemon.max_clients,
+        limits: config.limits.clone(),
     }
 }

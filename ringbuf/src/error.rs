@@ -23,8 +23,9 @@ pub enum ReserveError {
         /// Largest record the ring accepts.
         max: usize,
     },
-    /// A header name or value exceeds the encodable length.
-    #[error("a header name is longer than 65535 bytes or a value longer than 4 GiB")]
+    /// Too many headers, or a header name or value exceeds the encodable
+    /// length.
+    #[error("a record carries more than 1024 headers, a header name longer than 65535 bytes or a value longer than 4 GiB")]
     HeaderTooLarge,
     /// The cursors in shared memory are inconsistent (tail behind released or
     /// more than a capacity ahead): the segment was corrupted.
@@ -103,7 +104,8 @@ pub enum RecordError {
         /// Record length found.
         len: u32,
     },
-    /// The header block is malformed.
+    /// The header block is malformed (or holds more than
+    /// [`crate::layout::MAX_HEADERS_PER_RECORD`] headers).
     #[error("malformed header block")]
     BadHeaders,
     /// The cursors are inconsistent.

@@ -121,6 +121,14 @@ pub const KIND_MESSAGE: u16 = 1;
 /// `kind` of a reservation dropped without commit.
 pub const KIND_ABORTED: u16 = 3;
 
+/// Most headers one record may carry. Each header the daemon hands to
+/// librdkafka costs it an allocation of its own held until the record is
+/// acknowledged, while it costs the producer as little as 6 ring bytes: the
+/// bound keeps that ratio from turning a ring into many times its size in
+/// the daemon's memory. Kafka sets no limit; records with more than a few
+/// dozen headers are rare.
+pub const MAX_HEADERS_PER_RECORD: usize = 1024;
+
 /// Length value meaning "null" (Kafka distinguishes a null key from an empty one).
 pub const NULL_LEN: u32 = u32::MAX;
 

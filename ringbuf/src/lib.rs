@@ -49,7 +49,7 @@ mod sync;
 #[cfg(not(loom))]
 mod wait;
 
-pub use consumer::{RecordView, RingConsumer};
+pub use consumer::{RecordView, RingConsumer, MAX_IN_FLIGHT};
 pub use error::{RecordError, ReserveError};
 pub use failure::Failure;
 pub use layout::PARTITION_UNASSIGNED;

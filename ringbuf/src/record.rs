@@ -2,7 +2,7 @@
 //! and the encoding of Kafka headers inside a record.
 
 use crate::error::RecordError;
-use crate::layout::NULL_LEN;
+use crate::layout::{MAX_HEADERS_PER_RECORD, NULL_LEN};
 
 /// One Kafka record header: a string name and an optional value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,16 +114,20 @@ pub(crate) fn encode_headers(headers: &[Header<'_>], out: &mut Vec<u8>) {
 
 /// Checks that every header fits in the u16/u32 length fields.
 pub(crate) fn headers_fit(headers: &[Header<'_>]) -> bool {
-    headers.iter().all(|h| {
-        h.name.len() <= u16::MAX as usize
-            && h.value.is_none_or(|v| (v.len() as u64) < NULL_LEN as u64)
-    })
+    headers.len() <= MAX_HEADERS_PER_RECORD
+        && headers.iter().all(|h| {
+            h.name.len() <= u16::MAX as usize
+                && h.value.is_none_or(|v| (v.len() as u64) < NULL_LEN as u64)
+        })
 }
 
-/// Iterates over an encoded header block, validating as it goes.
+/// Iterates over an encoded header block, validating as it goes; more
+/// than [`MAX_HEADERS_PER_RECORD`] headers is an error.
 #[derive(Debug, Clone)]
 pub struct HeaderIter<'a> {
     rest: &'a [u8],
+    /// Headers decoded so far.
+    count: usize,
 }
 
 /// A decoded header; the name is bytes because the ring content is
@@ -139,7 +143,10 @@ pub struct RawHeader<'a> {
 impl<'a> HeaderIter<'a> {
     /// Iterates the header block `bytes`.
     pub fn new(bytes: &'a [u8]) -> Self {
-        Self { rest: bytes }
+        Self {
+            rest: bytes,
+            count: 0,
+        }
     }
 }
 
@@ -150,7 +157,12 @@ impl<'a> Iterator for HeaderIter<'a> {
         if self.rest.is_empty() {
             return None;
         }
+        self.count += 1;
+        let count = self.count;
         let result = (|| {
+            if count > MAX_HEADERS_PER_RECORD {
+                return Err(RecordError::BadHeaders);
+            }
             let prefix = self
                 .rest
                 .get(..HEADER_ENTRY_PREFIX)

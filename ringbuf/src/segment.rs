@@ -285,9 +285,14 @@ impl Segment {
             return Err(OpenError::SizeMismatch { declared, actual });
         }
         let producer_pid = u32_at(OFF_PRODUCER_PID);
+        // Not populated: the creator populated its own mapping, so a
+        // well-behaved segment is already in memory, while prefaulting a
+        // sparse one would make this process allocate every page of it (a
+        // client that never touched its ring could make the opener hold its
+        // full size). Pages fault in as the ring is used, up to `declared`,
+        // which the opener bounds before calling this.
         let mapping = memmap2::MmapOptions::new()
             .len(declared as usize)
-            .populate()
             .map_raw(&file)
             .map_err(|source| OpenError::Sys {
                 call: "mmap",

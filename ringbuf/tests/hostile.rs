@@ -16,7 +16,9 @@ use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use nix::sys::uio::pwrite;
 use proptest::prelude::*;
 use shmkafka_ringbuf::layout::*;
-use shmkafka_ringbuf::{HeaderIter, OpenError, RecordError, RingConsumer, Segment};
+use shmkafka_ringbuf::{
+    Delivery, HeaderIter, OpenError, RecordError, RingConsumer, Segment, MAX_IN_FLIGHT,
+};
 
 const CAP: u64 = 4096;
 const ALL_SEALS: SealFlag = SealFlag::F_SEAL_SHRINK
@@ -924,4 +926,122 @@ fn consumer_finishes_a_release_its_predecessor_died_in() {
     assert_eq!(view.value(), Some(&b"third"[..]));
     assert_eq!(view.seq(), third);
     assert_eq!(segment.cursors().1, third, "the release was finished");
+}
+
+// ---------------------------------------------------------------------------
+// Bookkeeping a hostile ring can make the consumer hold
+
+/// An accepted segment of `cap` bytes whose data area starts with `data`,
+/// the tail at the end of `data`.
+fn filled(cap: u64, data: &[u8]) -> (OwnedFd, Segment) {
+    let header = Header {
+        capacity: cap,
+        max_record: (cap / 2) as u32,
+        segment_size: HEADER_SIZE as u64 + cap,
+        tail: data.len() as u64,
+        ..Header::default()
+    };
+    let fd = memfd(&header, header.segment_size, ALL_SEALS);
+    put(&fd, HEADER_SIZE as u64, data);
+    let segment = Segment::open(fd.try_clone().unwrap()).expect("valid segment");
+    (fd, segment)
+}
+
+#[test]
+fn a_ring_of_padding_costs_the_consumer_one_entry() {
+    // 8-byte padding records only: one per state word, 131072 of them.
+    const CAP: u64 = 1 << 20;
+    let mut data = vec![0u8; CAP as usize];
+    for record in data.chunks_exact_mut(RECORD_ALIGN) {
+        record[..4].copy_from_slice(&(STATE_SKIP | RECORD_ALIGN as u32).to_le_bytes());
+    }
+    let (_fd, segment) = filled(CAP, &data);
+    let mut consumer = segment.consumer().unwrap();
+    assert!(consumer.peek().unwrap().is_none());
+    assert_eq!(
+        consumer.drain_pos(),
+        CAP,
+        "stepped over every padding record"
+    );
+    assert_eq!(consumer.tracked(), 1, "one entry for the whole run");
+    assert_eq!(consumer.release(), CAP);
+    assert_eq!(consumer.tracked(), 0);
+}
+
+#[test]
+fn bookkeeping_stops_at_max_in_flight_until_released() {
+    // Header-only messages (null key and value): 48 bytes each, more of
+    // them than MAX_IN_FLIGHT.
+    const CAP: u64 = 1 << 22;
+    let len = RECORD_HEADER_SIZE;
+    let count = (CAP as usize / len).min(MAX_IN_FLIGHT + 1000);
+    assert!(count > MAX_IN_FLIGHT);
+    let mut data = vec![0u8; count * len];
+    for (i, record) in data.chunks_exact_mut(len).enumerate() {
+        let pos = (i * len) as u64;
+        record[REC_STATE..REC_STATE + 4].copy_from_slice(&(len as u32).to_le_bytes());
+        record[REC_KIND..REC_KIND + 2].copy_from_slice(&KIND_MESSAGE.to_le_bytes());
+        record[REC_SEQ..REC_SEQ + 8].copy_from_slice(&pos.to_le_bytes());
+        record[REC_KEY_LEN..REC_KEY_LEN + 4].copy_from_slice(&NULL_LEN.to_le_bytes());
+        record[REC_VALUE_LEN..REC_VALUE_LEN + 4].copy_from_slice(&NULL_LEN.to_le_bytes());
+    }
+    let (_fd, segment) = filled(CAP, &data);
+    let mut consumer = segment.consumer().unwrap();
+    let mut seqs = Vec::new();
+    while let Some(view) = consumer.peek().unwrap() {
+        seqs.push(view.seq());
+        consumer.advance();
+    }
+    assert_eq!(seqs.len(), MAX_IN_FLIGHT, "reading stops at the bound");
+    assert_eq!(consumer.tracked(), MAX_IN_FLIGHT);
+    assert!(
+        consumer.prepare_park(),
+        "nothing counts as ready at the bound, so the drain may park"
+    );
+    consumer.finish_park();
+    for &seq in &seqs[..500] {
+        assert!(consumer.mark(seq, Delivery::Delivered));
+    }
+    assert_eq!(consumer.release(), 500 * len as u64);
+    let mut more = 0;
+    while consumer.peek().unwrap().is_some() {
+        consumer.advance();
+        more += 1;
+    }
+    assert_eq!(more, 500, "as many again as were released");
+}
+
+#[test]
+fn more_headers_than_the_limit_do_not_decode() {
+    // Minimal headers: empty name, null value, 6 bytes each.
+    let entry = [0u8, 0, 0xff, 0xff, 0xff, 0xff];
+    let block: Vec<u8> = entry.repeat(MAX_HEADERS_PER_RECORD + 1);
+    let decoded: Vec<_> = HeaderIter::new(&block).collect();
+    assert_eq!(decoded.len(), MAX_HEADERS_PER_RECORD + 1);
+    assert!(decoded[..MAX_HEADERS_PER_RECORD].iter().all(Result::is_ok));
+    assert_eq!(
+        decoded[MAX_HEADERS_PER_RECORD],
+        Err(RecordError::BadHeaders)
+    );
+    // The producer refuses to write such a record in the first place.
+    let (producer, _consumer) = shmkafka_ringbuf::heap_ring(1 << 16);
+    let headers = vec![
+        shmkafka_ringbuf::Header {
+            name: "h",
+            value: None
+        };
+        MAX_HEADERS_PER_RECORD + 1
+    ];
+    let record = shmkafka_ringbuf::Record {
+        topic_id: 0,
+        partition: 0,
+        timestamp_ms: 0,
+        key: None,
+        value: None,
+        headers: &headers,
+    };
+    assert!(matches!(
+        producer.send(&record, shmkafka_ringbuf::WhenFull::Fail),
+        Err(shmkafka_ringbuf::ReserveError::HeaderTooLarge)
+    ));
 }

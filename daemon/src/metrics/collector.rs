@@ -43,6 +43,7 @@ impl Collector for TelemetryCollector {
                 .into_iter()
                 .map(|(name, count)| (vec![("error", name)], count as f64)),
         )?;
+        limits(e)?;
         librdkafka::encode(e, &telemetry.kafka_statistics())
     }
 }
@@ -73,6 +74,12 @@ fn clients(e: &mut DescriptorEncoder<'_>, clients: &[ClientSnapshot]) -> fmt::Re
         "shmkafkad_clients_connected",
         "Clients whose control connection is open",
         [(Vec::new(), connected as f64)],
+    )?;
+    gauges(
+        e,
+        "shmkafkad_clients_orphaned",
+        "Rings whose connection closed while their process lives on (they count against their uid's quota)",
+        [(Vec::new(), clients.iter().filter(|c| c.orphaned).count() as f64)],
     )?;
     gauges(
         e,
@@ -172,6 +179,30 @@ fn drains(e: &mut DescriptorEncoder<'_>, drains: &[DrainSnapshot], busy: &[f64])
         "shmkafkad_delivery_latency_seconds",
         "Time from handing a record to librdkafka to its acknowledgement (librdkafka's message latency)",
         drains.iter().map(|d| (labels(d), d.latency.clone())),
+    )
+}
+
+/// What the daemon refused or held back to stay within its bounds.
+fn limits(e: &mut DescriptorEncoder<'_>) -> fmt::Result {
+    use crate::spool::budget;
+    use std::sync::atomic::Ordering::Relaxed;
+    counters(
+        e,
+        "shmkafkad_control_refusals",
+        "Connections and registrations refused (access list, connection budgets, quotas, malformed handshakes)",
+        [(Vec::new(), crate::server::REFUSALS.load(Relaxed) as f64)],
+    )?;
+    counters(
+        e,
+        "shmkafkad_spool_full_events",
+        "Times failed records were held in their rings because the spool reached spool.max_total_bytes",
+        [(Vec::new(), budget::SPOOL_FULL_EVENTS.load(Relaxed) as f64)],
+    )?;
+    gauges(
+        e,
+        "shmkafkad_spool_full_held_records",
+        "Failed records waiting in their rings for room in the spool (0 once it has room)",
+        [(Vec::new(), budget::SPOOL_FULL_HELD.load(Relaxed) as f64)],
     )
 }
 

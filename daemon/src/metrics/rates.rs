@@ -165,6 +165,7 @@ mod tests {
             pid: 1,
             uid: 0,
             connected: true,
+            orphaned: false,
             quarantined: false,
             capacity: 4096,
             fill_bytes: 0,

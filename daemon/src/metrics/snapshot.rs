@@ -20,6 +20,9 @@ pub struct ClientSnapshot {
     pub uid: u32,
     /// The control connection is open.
     pub connected: bool,
+    /// The connection closed while the process lives on: the ring keeps its
+    /// place (and its uid's quota) until the process exits or it drains.
+    pub orphaned: bool,
     /// The ring held garbage and is no longer drained.
     pub quarantined: bool,
     /// Ring data area, bytes.
@@ -58,6 +61,7 @@ impl ClientSnapshot {
             pid: client.pid,
             uid: client.uid,
             connected: !client.is_disconnected(),
+            orphaned: client.is_orphaned(),
             quarantined: c.quarantined.load(Ordering::Relaxed),
             capacity: client.segment.capacity() as u64,
             fill_bytes: tail.saturating_sub(released),

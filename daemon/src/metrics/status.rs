@@ -2,6 +2,7 @@
 //! a table or as JSON. Rates are over the last [`crate::metrics::rates::WINDOW`] and absent
 //! (`null`, `-`) until the daemon has sampled for a moment.
 
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use serde_json::{json, Value};
@@ -9,6 +10,7 @@ use serde_json::{json, Value};
 use crate::metrics::rates::Rate;
 use crate::metrics::snapshot::ClientSnapshot;
 use crate::metrics::Telemetry;
+use crate::spool::budget;
 
 impl Telemetry {
     /// The status report: JSON (`as_json`) or a text table.
@@ -66,6 +68,8 @@ impl Telemetry {
             "totals": {
                 "clients": clients.len(),
                 "connected": clients.iter().filter(|c| c.connected).count(),
+                "orphaned": clients.iter().filter(|c| c.orphaned).count(),
+                "refusals": crate::server::REFUSALS.load(Ordering::Relaxed),
                 "quarantined": clients.iter().filter(|c| c.quarantined).count(),
                 "produced": drains.iter().map(|d| d.produced).sum::<u64>(),
                 "delivered": drains.iter().map(|d| d.delivered).sum::<u64>(),
@@ -82,6 +86,8 @@ impl Telemetry {
                 "dir": self.spool_dir().display().to_string(),
                 "files": spool.map(|s| s.files),
                 "bytes": spool.map(|s| s.bytes),
+                "full_events": budget::SPOOL_FULL_EVENTS.load(Ordering::Relaxed),
+                "held_records": budget::SPOOL_FULL_HELD.load(Ordering::Relaxed),
             },
         })
     }
@@ -94,6 +100,7 @@ fn client_json(c: &ClientSnapshot, rate: Value) -> Value {
         "pid": c.pid,
         "uid": c.uid,
         "connected": c.connected,
+        "orphaned": c.orphaned,
         "quarantined": c.quarantined,
         "ring_capacity": c.capacity,
         "ring_fill_bytes": c.fill_bytes,
@@ -137,12 +144,13 @@ fn table(report: &Value) -> String {
         None => "-".to_owned(),
     };
     let mut out = format!(
-        "shmkafkad {} up {}s: {} clients ({} connected, {} quarantined); delivered {} ({}), failed {}, spooled {}; \
+        "shmkafkad {} up {}s: {} clients ({} connected, {} orphaned, {} quarantined); delivered {} ({}), failed {}, spooled {}; \
          backlog {} bytes, {} records in flight\n",
         report["version"].as_str().unwrap_or(""),
         report["uptime_seconds"],
         t["clients"],
         t["connected"],
+        t["orphaned"],
         t["quarantined"],
         t["delivered"],
         rate(&t["rate"], "delivered"),
@@ -168,9 +176,14 @@ fn table(report: &Value) -> String {
     for c in report["clients"].as_array().into_iter().flatten() {
         let fill = c["ring_fill_bytes"].as_u64().unwrap_or(0) as f64 * 100.0
             / c["ring_capacity"].as_u64().unwrap_or(1).max(1) as f64;
-        let conn = match (c["quarantined"].as_bool(), c["connected"].as_bool()) {
-            (Some(true), _) => "QUAR",
-            (_, Some(true)) => "yes",
+        let conn = match (
+            c["quarantined"].as_bool(),
+            c["connected"].as_bool(),
+            c["orphaned"].as_bool(),
+        ) {
+            (Some(true), _, _) => "QUAR",
+            (_, Some(true), _) => "yes",
+            (_, _, Some(true)) => "ORPH",
             _ => "no",
         };
         out.push_str(&format!(

@@ -8,14 +8,18 @@
 //! written (disk full, directory unusable) nothing is marked: the records
 //! stay in their rings, which fill up and push back on their producers, and
 //! the batch is retried with backoff while an error is logged (rate-limited).
+//! The same happens to the records that do not fit under the spool's size
+//! bound (`spool.max_total_bytes`): those that fit are written, whole and
+//! in order, the rest wait in their rings.
 
 use std::time::{Duration, Instant};
 
 use shmkafka_ringbuf::{Delivery, RecordView, RingConsumer};
 use tracing::{error, info, warn};
 
+use super::budget::{self, SpoolBudget};
 use super::files::now_ms;
-use super::format::{Persistence, RecordRef, FLAG_CONTENT_LOST};
+use super::format::{Persistence, RecordRef, FILE_HEADER_LEN, FLAG_CONTENT_LOST};
 use super::writer::{CommitError, SpoolWriter};
 use crate::client::Client;
 use crate::config::SpoolSection;
@@ -27,9 +31,9 @@ const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 /// At most one error line per this interval while the spool is unwritable.
 const ALARM_INTERVAL: Duration = Duration::from_secs(10);
-/// At shutdown, commit the records of a gone client in batches of about
-/// this many bytes, so a full ring is not copied into memory at once.
-const SHUTDOWN_BATCH_BYTES: usize = 8 << 20;
+/// Records are copied out of the rings into batches of about this many
+/// bytes, so a full ring is not copied into memory at once.
+const BATCH_BYTES: usize = 8 << 20;
 /// Error code for records spooled at shutdown because the budget ran out
 /// (`RD_KAFKA_RESP_ERR__PURGE_QUEUE`: purged from the producer's queue).
 pub const ERR_SHUTDOWN_PURGED: i32 = -152;
@@ -66,6 +70,8 @@ impl PendingFailure {
 #[derive(Debug)]
 pub struct DeadLetters {
     writer: SpoolWriter,
+    /// The spool directory's size bound, shared with the other drain threads.
+    budget: std::sync::Arc<SpoolBudget>,
     pending: Vec<PendingFailure>,
     /// Set while the spool is failing: no attempt before this.
     retry_at: Option<Instant>,
@@ -73,6 +79,9 @@ pub struct DeadLetters {
     last_alarm: Option<Instant>,
     /// Failed attempts since the last error line.
     suppressed: u64,
+    last_full_alarm: Option<Instant>,
+    /// Batches held back for the size bound since the last error line.
+    full_suppressed: u64,
 }
 
 impl DeadLetters {
@@ -80,11 +89,14 @@ impl DeadLetters {
     pub fn new(config: &SpoolSection, index: usize) -> Self {
         Self {
             writer: SpoolWriter::new(&config.dir, config.max_file_bytes, format!("d{index}")),
+            budget: SpoolBudget::for_dir(&config.dir, config.max_total_bytes),
             pending: Vec::new(),
             retry_at: None,
             backoff: RETRY_MIN,
             last_alarm: None,
             suppressed: 0,
+            last_full_alarm: None,
+            full_suppressed: 0,
         }
     }
 
@@ -104,10 +116,12 @@ impl DeadLetters {
         self.pending.len()
     }
 
-    /// Writes all waiting records as one durable batch, unless a retry is
-    /// not due yet. `append` adds one waiting record (read from its ring)
-    /// to the writer's batch. Returns the records now on disk, which the
-    /// caller marks failed; empty if nothing was due or the write failed.
+    /// Writes the waiting records (up to about [`BATCH_BYTES`] of them, and
+    /// as many as fit under the spool's size bound) as one durable batch,
+    /// unless a retry is not due yet. `append` adds one waiting record (read
+    /// from its ring) to the writer's batch. Returns the records now on
+    /// disk, which the caller marks failed; empty if nothing was due, the
+    /// write failed or the spool is full.
     pub fn spool_due(
         &mut self,
         now: Instant,
@@ -116,20 +130,37 @@ impl DeadLetters {
         if self.pending.is_empty() || self.retry_at.is_some_and(|at| now < at) {
             return Vec::new();
         }
+        let mut appended = 0;
         for failure in &self.pending {
             append(failure, &mut self.writer);
+            appended += 1;
+            if self.writer.buffered_bytes() >= BATCH_BYTES {
+                break;
+            }
         }
-        match self.writer.commit() {
+        let wanted = (self.writer.buffered_bytes() + FILE_HEADER_LEN) as u64;
+        let granted = self.budget.take(wanted);
+        match self.writer.commit_within(granted) {
             Ok(done) => {
-                if self.retry_at.take().is_some() {
-                    info!(dir = %self.writer.dir().display(), records = done.records,
-                        "dead-letter spool writable again; held records spooled and released");
+                self.budget.settle(granted, done.disk_bytes);
+                if done.records < appended {
+                    self.full_alarm(now, appended - done.records);
+                    self.retry_at = Some(now + self.backoff);
+                    self.backoff = (self.backoff * 2).min(RETRY_MAX);
+                } else {
+                    if self.retry_at.take().is_some() {
+                        info!(dir = %self.writer.dir().display(), records = done.records,
+                            "dead-letter spool writable again; held records spooled and released");
+                    }
+                    self.backoff = RETRY_MIN;
+                    self.suppressed = 0;
+                    budget::note_room();
                 }
-                self.backoff = RETRY_MIN;
-                self.suppressed = 0;
-                std::mem::take(&mut self.pending)
+                self.pending.drain(..done.records).collect()
             }
             Err(e) => {
+                self.budget.settle(granted, granted);
+                self.budget.forget_measurement();
                 self.alarm(now, &e);
                 self.retry_at = Some(now + self.backoff);
                 self.backoff = (self.backoff * 2).min(RETRY_MAX);
@@ -140,6 +171,23 @@ impl DeadLetters {
                     .collect()
             }
         }
+    }
+
+    /// The spool is at its size bound: records stay in their rings.
+    fn full_alarm(&mut self, now: Instant, held_in_batch: usize) {
+        budget::note_full(self.pending.len().max(held_in_batch));
+        if self
+            .last_full_alarm
+            .is_some_and(|at| now.duration_since(at) < ALARM_INTERVAL)
+        {
+            self.full_suppressed += 1;
+            return;
+        }
+        self.last_full_alarm = Some(now);
+        error!(dir = %self.writer.dir().display(), limit_bytes = self.budget.limit(),
+            held = self.pending.len(), repeats = self.full_suppressed,
+            "DEAD-LETTER SPOOL FULL (spool.max_total_bytes): failed records stay in their rings, which fill up and block the clients whose records fail, until the spool is replayed or purged");
+        self.full_suppressed = 0;
     }
 
     fn alarm(&mut self, now: Instant, e: &CommitError) {
@@ -170,7 +218,7 @@ impl DeadLetters {
         let mut batch = Vec::new();
         let mut spooled = 0;
         loop {
-            let seq = match consumer.peek() {
+            let peeked = match consumer.peek() {
                 Ok(Some(view)) => {
                     let failure = PendingFailure::now(
                         0,
@@ -179,27 +227,45 @@ impl DeadLetters {
                         kafka::Persistence::PossiblyPersisted,
                     );
                     append_view(&mut self.writer, &view, client, &failure);
-                    failure.seq
+                    Some(failure.seq)
                 }
-                Ok(None) => {
-                    let (tail, _) = client.segment.cursors();
-                    if consumer.drain_pos() < tail
-                        && client.process_exited()
-                        && matches!(consumer.unblock(), Ok(true))
-                    {
-                        continue;
-                    }
-                    break;
-                }
+                Ok(None) => None,
                 Err(e) => {
                     error!(client = client.id, error = %e,
                         "garbage in the ring of a gone client; its records after this point are lost at shutdown");
                     break;
                 }
             };
+            let Some(seq) = peeked else {
+                if consumer.tracked() >= shmkafka_ringbuf::MAX_IN_FLIGHT {
+                    // The consumer's bookkeeping is full: write the batch so
+                    // far, which releases it, and go on reading.
+                    if batch.is_empty() {
+                        if consumer.release() == 0 {
+                            break;
+                        }
+                        continue;
+                    }
+                    match self.commit_abandoned(consumer, &mut batch) {
+                        Some(n) => {
+                            spooled += n;
+                            continue;
+                        }
+                        None => return (spooled, false),
+                    }
+                }
+                let (tail, _) = client.segment.cursors();
+                if consumer.drain_pos() < tail
+                    && client.process_exited()
+                    && matches!(consumer.unblock(), Ok(true))
+                {
+                    continue;
+                }
+                break;
+            };
             consumer.advance();
             batch.push(seq);
-            if self.writer.buffered_bytes() >= SHUTDOWN_BATCH_BYTES {
+            if self.writer.buffered_bytes() >= BATCH_BYTES {
                 match self.commit_abandoned(consumer, &mut batch) {
                     Some(n) => spooled += n,
                     None => return (spooled, false),
@@ -217,15 +283,25 @@ impl DeadLetters {
         consumer: &mut RingConsumer,
         batch: &mut Vec<u64>,
     ) -> Option<usize> {
-        match self.writer.commit() {
-            Ok(_) => {
-                for &seq in batch.iter() {
+        let wanted = (self.writer.buffered_bytes() + FILE_HEADER_LEN) as u64;
+        let granted = self.budget.take(wanted);
+        match self.writer.commit_within(granted) {
+            Ok(done) => {
+                self.budget.settle(granted, done.disk_bytes);
+                for &seq in &batch[..done.records] {
                     consumer.mark(seq, Delivery::Failed);
                 }
                 consumer.release();
+                if done.records < batch.len() {
+                    error!(records = batch.len() - done.records, limit_bytes = self.budget.limit(),
+                        "DEAD-LETTER SPOOL FULL at shutdown (spool.max_total_bytes): undelivered records of a gone client are lost");
+                    return None;
+                }
                 Some(std::mem::take(batch).len())
             }
             Err(e) => {
+                self.budget.settle(granted, granted);
+                self.budget.forget_measurement();
                 error!(error = %e, records = batch.len() - e.durable,
                     "CANNOT WRITE THE DEAD-LETTER SPOOL at shutdown: undelivered records of a gone client are lost");
                 None
@@ -318,6 +394,37 @@ fn persistence(status: kafka::Persistence) -> Persistence {
 #[cfg(test)]
 mod tests {
     use shmkafka_ringbuf::{heap_ring, Delivery, Header, Record, WhenFull};
+
+    /// At shutdown, a gone client's ring holding more records than the
+    /// consumer tracks at once is spooled whole, not cut at the bound.
+    #[test]
+    fn abandoned_records_beyond_the_tracking_bound_are_all_spooled() {
+        use shmkafka_ringbuf::{Segment, SegmentOptions, MAX_IN_FLIGHT};
+        let dir = tempfile::tempdir().unwrap();
+        let segment = Segment::create(&SegmentOptions::with_capacity(8 << 20)).unwrap();
+        let producer = segment.producer();
+        let count = MAX_IN_FLIGHT + 100;
+        for _ in 0..count {
+            let record = Record {
+                topic_id: 0,
+                partition: 0,
+                timestamp_ms: 0,
+                key: None,
+                value: Some(b"v"),
+                headers: &[],
+            };
+            producer.send(&record, WhenFull::Fail).unwrap();
+        }
+        let mut consumer = segment.consumer().unwrap();
+        let client = crate::client::Client::new(1, "gone".into(), std::process::id(), 0, segment);
+        let config = crate::config::SpoolSection {
+            dir: dir.path().to_owned(),
+            ..Default::default()
+        };
+        let mut dead = super::DeadLetters::new(&config, 0);
+        assert_eq!(dead.spool_abandoned(&mut consumer, &client), (count, true));
+        assert_eq!(consumer.tracked(), 0);
+    }
 
     /// `in_flight_view` (added to the ring consumer for the spool) re-reads
     /// exactly the in-flight, unmarked record.

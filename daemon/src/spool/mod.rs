@@ -2,6 +2,7 @@
 //! client left undelivered at shutdown) are written to disk before their
 //! ring space is released, so nothing a client committed is ever dropped.
 //!
+//! - [`budget`]: the bound on the spool's total size.
 //! - [`format`]: the file and frame layout (magic, version, crc32c frames).
 //! - [`writer`]: batched append + `fdatasync`, file rotation.
 //! - [`reader`]: reads files back, skipping torn tails and damage.
@@ -13,6 +14,7 @@
 //! Files live in `[spool] dir` (`/var/lib/shmkafka/spool` by default), named
 //! so that name order is creation order; see [`files`].
 
+pub mod budget;
 pub mod cli;
 pub mod compact;
 pub mod dead_letter;

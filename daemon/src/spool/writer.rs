@@ -79,8 +79,10 @@ pub struct CommitError {
 pub struct Committed {
     /// Records made durable.
     pub records: usize,
-    /// Bytes written.
+    /// Bytes of records written.
     pub bytes: u64,
+    /// Bytes the spool grew by: records plus the headers of new files.
+    pub disk_bytes: u64,
     /// Files synced.
     pub files: usize,
 }
@@ -166,10 +168,18 @@ impl SpoolWriter {
     /// [`CommitError::durable`] records count as written; the batch is
     /// discarded either way.
     pub fn commit(&mut self) -> Result<Committed, CommitError> {
+        self.commit_within(u64::MAX)
+    }
+
+    /// As [`SpoolWriter::commit`], but grows the spool by at most `limit`
+    /// bytes (records and new file headers): the records that do not fit
+    /// are left out, in append order, and `Committed::records` says how
+    /// many made it.
+    pub fn commit_within(&mut self, limit: u64) -> Result<Committed, CommitError> {
         if self.frame_ends.is_empty() {
             return Ok(Committed::default());
         }
-        let result = self.write_batch();
+        let result = self.write_batch(limit);
         self.discard();
         result
     }
@@ -179,7 +189,7 @@ impl SpoolWriter {
         self.current = None;
     }
 
-    fn write_batch(&mut self) -> Result<Committed, CommitError> {
+    fn write_batch(&mut self, limit: u64) -> Result<Committed, CommitError> {
         let mut done = Committed::default();
         let failed = |done: &Committed, error| CommitError {
             durable: done.records,
@@ -187,38 +197,74 @@ impl SpoolWriter {
         };
         let (mut from, mut next) = (0usize, 0usize);
         while next < self.frame_ends.len() {
-            let (locked, path, len) = self.lock_current().map_err(|e| failed(&done, e))?;
-            // As many frames as fit; a fresh file takes at least one, so a
-            // record larger than max_file_bytes still gets a file.
+            let first_frame = (self.frame_ends[next] - from) as u64;
+            if done.disk_bytes + first_frame > limit {
+                break;
+            }
+            let (locked, path, len, created) = self.lock_current().map_err(|e| failed(&done, e))?;
+            let header = if created { FILE_HEADER_LEN as u64 } else { 0 };
+            let room = limit.saturating_sub(done.disk_bytes + header);
+            // As many frames as fit in the file and in `limit`; a fresh
+            // file takes at least one, so a record larger than
+            // max_file_bytes still gets a file.
             let mut to = next;
+            let mut over_limit = false;
             while to < self.frame_ends.len() {
-                let grown = len + (self.frame_ends[to] - from) as u64;
-                if grown > self.max_file_bytes && (to > next || len > FILE_HEADER_LEN as u64) {
+                let batch = (self.frame_ends[to] - from) as u64;
+                if batch > room {
+                    over_limit = true;
+                    break;
+                }
+                if len + batch > self.max_file_bytes && (to > next || len > FILE_HEADER_LEN as u64)
+                {
                     break;
                 }
                 to += 1;
             }
             if to == next {
-                // Not even one frame fits: let this file go (it unlocks as
-                // `locked` drops); the next round creates a new one.
+                if created {
+                    // Nothing goes in it: leave no empty file behind.
+                    remove_empty(&path, &self.dir);
+                } else if over_limit {
+                    // Not ours to remove; kept for the next commit.
+                    if let Ok(file) = files::unlock(locked) {
+                        self.current = Some(Current { file, path, len });
+                    }
+                } // else: full; let it go (unlocks as `locked` drops).
+                if over_limit {
+                    break;
+                }
                 continue;
             }
+            done.disk_bytes += header;
             let end = self.frame_ends[to - 1];
-            let bytes = &self.buf[from..end];
             let mut file = locked;
-            if let Err(source) = file.write_all(bytes) {
-                // Cut off the partial frame so the file stays clean; if even
-                // that fails, readers skip it as a torn tail.
+            if let Err(source) = file.write_all(&self.buf[from..end]) {
+                // Cut off the partial frame; then, as on a nearly full disk,
+                // write what fits frame by frame.
                 let _ = file.set_len(len);
+                let (records, written) = self.write_each(&mut file, len, from, next, to);
+                let synced = records > 0 && file.sync_data().is_ok();
+                if synced {
+                    done.records += records;
+                    done.bytes += written;
+                    done.disk_bytes += written;
+                    done.files += 1;
+                } else if created {
+                    remove_empty(&path, &self.dir);
+                    done.disk_bytes -= header;
+                }
                 return Err(failed(&done, WriteError::Write { path, source }));
             }
             if let Err(source) = file.sync_data() {
                 return Err(failed(&done, WriteError::Sync { path, source }));
             }
+            let bytes = (end - from) as u64;
             done.records += to - next;
-            done.bytes += bytes.len() as u64;
+            done.bytes += bytes;
+            done.disk_bytes += bytes;
             done.files += 1;
-            let len = len + bytes.len() as u64;
+            let len = len + bytes;
             if let Ok(file) = files::unlock(file) {
                 if len < self.max_file_bytes {
                     self.current = Some(Current { file, path, len });
@@ -226,14 +272,43 @@ impl SpoolWriter {
             }
             from = end;
             next = to;
+            if over_limit {
+                break;
+            }
         }
         Ok(done)
     }
 
+    /// Writes frames `next..to` (starting at `from` in the buffer) one by
+    /// one into `file`, which holds `len` good bytes, until one fails; cuts
+    /// the file back to the last whole frame. Returns the frames and bytes
+    /// written (not yet synced).
+    fn write_each(
+        &self,
+        file: &mut Flock<File>,
+        len: u64,
+        from: usize,
+        next: usize,
+        to: usize,
+    ) -> (usize, u64) {
+        let mut start = from;
+        let mut records = 0;
+        for &end in &self.frame_ends[next..to] {
+            if file.write_all(&self.buf[start..end]).is_err() {
+                let _ = file.set_len(len + (start - from) as u64);
+                break;
+            }
+            records += 1;
+            start = end;
+        }
+        (records, (start - from) as u64)
+    }
+
     /// The file to append to, locked: the current one if it is still ours
-    /// and has room for more than its header, else a new one. Leaves
-    /// `current` empty; the caller puts the file back after writing.
-    fn lock_current(&mut self) -> Result<(Flock<File>, PathBuf, u64), WriteError> {
+    /// and has room for more than its header, else a new one (`true`: just
+    /// created, holding only its header). Leaves `current` empty; the caller
+    /// puts the file back after writing.
+    fn lock_current(&mut self) -> Result<(Flock<File>, PathBuf, u64, bool), WriteError> {
         if let Some(current) = self.current.take() {
             // A replay or purge holding the lock, or having replaced the
             // file, sends us to a new file; so does a length we did not write.
@@ -241,11 +316,12 @@ impl SpoolWriter {
                 let ours = files::still_linked(&locked).unwrap_or(false)
                     && locked.metadata().map(|m| m.len()).ok() == Some(current.len);
                 if ours {
-                    return Ok((locked, current.path, current.len));
+                    return Ok((locked, current.path, current.len, false));
                 }
             }
         }
-        self.create_file()
+        let (locked, path, len) = self.create_file()?;
+        Ok((locked, path, len, true))
     }
 
     fn create_file(&mut self) -> Result<(Flock<File>, PathBuf, u64), WriteError> {
@@ -293,6 +369,14 @@ impl SpoolWriter {
                 }
             };
         }
+    }
+}
+
+/// Removes a file that holds only its header (best effort: a reader skips
+/// an empty spool file anyway).
+fn remove_empty(path: &Path, dir: &Path) {
+    if std::fs::remove_file(path).is_ok() {
+        let _ = files::sync_dir(dir);
     }
 }
 
@@ -355,6 +439,43 @@ mod tests {
         assert!(matches!(err.error, WriteError::CreateDir { .. }), "{err}");
         assert_eq!(err.durable, 0);
         assert_eq!(writer.buffered_records(), 0);
+    }
+
+    #[test]
+    fn commit_within_writes_whole_records_up_to_the_limit_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = sample();
+        let frame = format::frame_len(&record.as_ref()) as u64;
+        let mut writer = SpoolWriter::new(dir.path(), 1 << 20, "t");
+        for seq in 0..5 {
+            let mut r = record.clone();
+            r.seq = seq;
+            writer.append(&r.as_ref());
+        }
+        // Room for the file header and two and a half records.
+        let limit = FILE_HEADER_LEN as u64 + 2 * frame + frame / 2;
+        let done = writer.commit_within(limit).unwrap();
+        assert_eq!(done.records, 2);
+        assert_eq!(done.disk_bytes, FILE_HEADER_LEN as u64 + 2 * frame);
+        assert_eq!(writer.buffered_records(), 0);
+        // Too little room for even one record: nothing written, no file made.
+        writer.append(&record.as_ref());
+        assert_eq!(writer.commit_within(frame - 1).unwrap().records, 0);
+        let files = files::list(dir.path()).unwrap();
+        assert_eq!(files.len(), 1);
+        let seqs: Vec<u64> = reader::read_file(&files[0])
+            .unwrap()
+            .records
+            .into_iter()
+            .map(|e| e.record.seq)
+            .collect();
+        assert_eq!(seqs, vec![0, 1]);
+        // A fresh file that gets no record is removed, not left empty.
+        let other = tempfile::tempdir().unwrap();
+        let mut writer = SpoolWriter::new(other.path(), 1 << 20, "t");
+        writer.append(&record.as_ref());
+        assert_eq!(writer.commit_within(frame).unwrap().records, 0);
+        assert!(files::list(other.path()).unwrap().is_empty());
     }
 
     #[test]
