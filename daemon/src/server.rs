@@ -158,7 +158,9 @@ impl ControlServer {
                         .unwrap_or_else(|p| p.into_inner())
                         .max_clients
                         + EXTRA_CONNECTIONS;
-                    if self.connections.load(Ordering::Acquire) >= limit {
+                    // Relaxed: the count only bounds how many connection
+                    // threads run; no memory is published through it.
+                    if self.connections.load(Ordering::Relaxed) >= limit {
                         warn!(limit, "too many open control connections; refusing one");
                         let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
                         refuse(
@@ -168,17 +170,17 @@ impl ControlServer {
                         );
                         continue;
                     }
-                    self.connections.fetch_add(1, Ordering::AcqRel);
+                    self.connections.fetch_add(1, Ordering::Relaxed);
                     let server = Arc::clone(&self);
                     let spawned = std::thread::Builder::new()
                         .name("shmkafkad-conn".into())
                         .stack_size(CONNECTION_STACK)
                         .spawn(move || {
                             server.serve(stream);
-                            server.connections.fetch_sub(1, Ordering::AcqRel);
+                            server.connections.fetch_sub(1, Ordering::Relaxed);
                         });
                     if let Err(e) = spawned {
-                        self.connections.fetch_sub(1, Ordering::AcqRel);
+                        self.connections.fetch_sub(1, Ordering::Relaxed);
                         warn!(error = %e, "cannot start a connection thread; connection dropped");
                     }
                 }

@@ -86,6 +86,9 @@ fn gone_clients_records_are_spooled_at_shutdown_live_ones_stay_in_the_ring() {
         assert_eq!(l.rec.value.as_deref(), Some(value.as_bytes()));
         assert_eq!(l.rec.topic, TOPIC);
         assert_eq!(l.error_name, "_PURGE_QUEUE");
+        // Nothing listens at the bootstrap address: no attempt can have
+        // reached a broker, so a replay cannot duplicate them.
+        assert_eq!(l.persistence, "not_persisted", "seq {}", l.seq);
     }
     // The live client's records are still its own, unreleased.
     assert!(live.stats().unacknowledged_bytes > 0);

@@ -52,6 +52,10 @@ fn free_span(ring: &Ring, start: u64, end: u64) {
     // read `space_waiters`.
     fence(SeqCst);
     if ring.space_waiters().load(Relaxed) != 0 {
+        // SYNC POINT (space-epoch): pairs with the Acquire load of the epoch
+        // in `RingProducer::wait_for_space`. The epoch only decides whether
+        // the futex wait sleeps; the freed space itself is published by the
+        // Release store of `released` above (space).
         ring.space_epoch().fetch_add(1, Release);
         futex_wake(ring.space_epoch(), i32::MAX);
     }
@@ -118,7 +122,11 @@ impl RingConsumer {
         // A consumer died between zeroing a finished span and moving
         // `released` past it: finish that release. Its records were all
         // delivered or failed, or the release would not have started.
-        let releasing = ring.releasing().load(Acquire);
+        // Relaxed: `releasing` is stored Relaxed (crash ordering through a
+        // SeqCst fence in `free_span`, not a pairing), and its reader runs
+        // after its writer died: the kernel ordered everything the dead
+        // consumer wrote before this process could map the segment again.
+        let releasing = ring.releasing().load(Relaxed);
         if releasing > released
             && releasing <= tail
             && releasing.is_multiple_of(RECORD_ALIGN as u64)
@@ -215,7 +223,10 @@ impl RingConsumer {
                 }
             };
             if end > self.known_tail {
-                self.known_tail = self.ring.tail().load(Acquire);
+                // Relaxed: the tail is written Relaxed by claims; it only
+                // bounds where a committed record may end. The record itself
+                // was acquired through its state word above.
+                self.known_tail = self.ring.tail().load(Relaxed);
                 if end > self.known_tail {
                     return Err(RecordError::BeyondTail {
                         pos,
@@ -498,7 +509,8 @@ impl RingConsumer {
         if state != 0 && state & STATE_CLAIMED == 0 {
             return Ok(false); // committed: nothing blocks
         }
-        let tail = self.ring.tail().load(Acquire);
+        // Relaxed: see `peek`; only a bound for the hole.
+        let tail = self.ring.tail().load(Relaxed);
         let released = self.released_pos;
         if tail < pos || tail - released > self.ring.capacity {
             return Err(RecordError::CursorsCorrupted { tail, released });

@@ -5,7 +5,8 @@
 //!
 //! Run with:
 //! `RUSTFLAGS="--cfg loom" cargo test -p shmkafka-ringbuf --release --test loom`
-//! (`LOOM_PREEMPTIONS=N` overrides the preemption bound.)
+//! (`LOOM_MAX_PREEMPTIONS=N`, which CI sets, overrides the default bound
+//! of 2.)
 //!
 //! Only `WhenFull::Fail` is used: blocking waits use `Instant` and futexes,
 //! which loom does not model; a full ring is retried with a loom yield.
@@ -26,12 +27,10 @@ const VALUE: usize = 8;
 const SPAN: u64 = align_record(RECORD_HEADER_SIZE + VALUE) as u64;
 
 fn check(f: impl Fn() + Sync + Send + 'static) {
+    // `Builder::new` reads loom's own variables (`LOOM_MAX_PREEMPTIONS`,
+    // ...); keep what it found.
     let mut builder = loom::model::Builder::new();
-    let bound = std::env::var("LOOM_PREEMPTIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2);
-    builder.preemption_bound = Some(bound);
+    builder.preemption_bound.get_or_insert(2);
     builder.max_branches = 1_000_000;
     builder.check(f);
 }

@@ -167,6 +167,8 @@ pub struct Listed {
     pub error_code: i32,
     pub error_name: String,
     pub timestamp_ms: i64,
+    /// `not_persisted`, `possibly_persisted` or `persisted`.
+    pub persistence: String,
 }
 
 fn unhex(v: &serde_json::Value) -> Option<Vec<u8>> {
@@ -217,6 +219,7 @@ pub fn parse_list(stdout: &[u8]) -> Vec<Listed> {
                 error_code: v["error_code"].as_i64().expect("code") as i32,
                 error_name: v["error_name"].as_str().expect("name").to_owned(),
                 timestamp_ms: v["timestamp_ms"].as_i64().expect("ts"),
+                persistence: v["persistence"].as_str().expect("persistence").to_owned(),
             }
         })
         .collect()
