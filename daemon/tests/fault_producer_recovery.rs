@@ -2,7 +2,8 @@
 //!
 //! * A fatal producer error (idempotence sequence desynchronisation,
 //!   injected as an `OUT_OF_ORDER_SEQUENCE_NUMBER` answer from the mock
-//!   cluster) in the middle of 3 client processes streaming: the daemon
+//!   cluster, or raised with `rd_kafka_test_fatal_error` through the
+//!   daemon's test hook) in the middle of 3 client processes streaming: the daemon
 //!   replaces its librdkafka producer once and produces every unacknowledged
 //!   record again; all are delivered, none spooled, no client sees an error.
 //! * A broker outage longer than a user-set `message.timeout.ms`: the
@@ -57,11 +58,32 @@ fn spooled(dir: &Path) -> usize {
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
+/// How a test makes the daemon's producer fail fatally.
+#[derive(Debug, Clone, Copy)]
+enum FatalFault {
+    /// The mock cluster answers the next produce request with
+    /// `OUT_OF_ORDER_SEQUENCE_NUMBER`.
+    SequenceError,
+    /// The daemon's test hook calls `rd_kafka_test_fatal_error`.
+    TestFatalError,
+}
+
 #[test]
-fn fatal_error_mid_stream_rebuilds_the_producer_once_and_delivers_everything() {
-    const TOPIC: &str = "recovery-fatal";
-    // 3 x 33,334: the 100,000 records from 3 processes. Small
-    // values and 16 partitions keep every partition under the mock's
+fn fatal_sequence_error_mid_stream_rebuilds_the_producer_once_and_delivers_everything() {
+    fatal_error_mid_stream(FatalFault::SequenceError, "recovery-fatal-sequence");
+}
+
+#[test]
+fn rd_kafka_test_fatal_error_mid_stream_rebuilds_the_producer_once_and_delivers_everything() {
+    fatal_error_mid_stream(FatalFault::TestFatalError, "recovery-fatal-test-hook");
+}
+
+/// 3 client processes stream 3 x 33,334 records (the 100,000);
+/// a third of the way in, the daemon's producer fails fatally. Every record
+/// reaches the broker, none is spooled, no client sees an error, and the
+/// producer is replaced exactly once.
+fn fatal_error_mid_stream(fault: FatalFault, topic: &str) {
+    // Small values and 16 partitions keep every partition under the mock's
     // 5 MiB retention.
     const WORKLOAD: Workload = Workload {
         procs: 3,
@@ -75,15 +97,18 @@ fn fatal_error_mid_stream_rebuilds_the_producer_once_and_delivers_everything() {
     let mut broker = MockBrokerProcess::start_with_binary(
         MOCK_BROKER.as_ref(),
         1,
-        &[(TOPIC, WORKLOAD.partitions as u32)],
+        &[(topic, WORKLOAD.partitions as u32)],
     )
     .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
-    let daemon = DaemonSpec::new(&socket, broker.bootstrap_servers()).start();
+    let fatal_file = dir.path().join("raise-fatal-error");
+    let daemon = DaemonSpec::new(&socket, broker.bootstrap_servers())
+        .env(shmkafkad::drain::FATAL_FILE_ENV, &fatal_file)
+        .start();
 
     let children: Vec<_> = (0..WORKLOAD.procs)
         .map(|proc_id| {
-            let mut spec = StreamSpec::new(&socket, TOPIC, proc_id, WORKLOAD);
+            let mut spec = StreamSpec::new(&socket, topic, proc_id, WORKLOAD);
             spec.report_every = 500;
             // A few seconds of streaming, so the fault lands mid-stream.
             spec.pace = Duration::from_millis(30);
@@ -94,11 +119,14 @@ fn fatal_error_mid_stream_rebuilds_the_producer_once_and_delivers_everything() {
     common::wait_until("a third of the stream", Duration::from_secs(120), || {
         children.iter().map(|c| c.committed_total()).sum::<u64>() >= total / 3
     });
-    broker
-        .push_request_errors(PRODUCE, &[OUT_OF_ORDER_SEQUENCE_NUMBER])
-        .expect("push error");
+    match fault {
+        FatalFault::SequenceError => broker
+            .push_request_errors(PRODUCE, &[OUT_OF_ORDER_SEQUENCE_NUMBER])
+            .expect("push error"),
+        FatalFault::TestFatalError => std::fs::write(&fatal_file, b"").expect("fatal file"),
+    }
     eprintln!(
-        "OUT_OF_ORDER_SEQUENCE_NUMBER injected after {} of {total} records",
+        "{fault:?} injected after {} of {total} records",
         children.iter().map(|c| c.committed_total()).sum::<u64>()
     );
 
@@ -114,7 +142,7 @@ fn fatal_error_mid_stream_rebuilds_the_producer_once_and_delivers_everything() {
     let log = fault_support::strip_ansi(&daemon.log_text());
     assert!(
         !log_lines(&log, "fatal librdkafka error").is_empty(),
-        "the injected error did not raise a fatal error:\n{}",
+        "the injected fault did not raise a fatal error:\n{}",
         common::tail(&log, 40)
     );
     assert_eq!(
@@ -128,7 +156,7 @@ fn fatal_error_mid_stream_rebuilds_the_producer_once_and_delivers_everything() {
     // attempt's outcome is unknown); none may be missing or out of order.
     let verdict = fault_support::verify_topic(
         broker.bootstrap_servers(),
-        TOPIC,
+        topic,
         &WORKLOAD,
         &ids,
         |_| false,
@@ -139,7 +167,7 @@ fn fatal_error_mid_stream_rebuilds_the_producer_once_and_delivers_everything() {
         verdict.consumed, verdict.distinct, verdict.duplicates
     );
     report_row(
-        "14 fatal producer error mid-stream",
+        &format!("14 fatal producer error mid-stream ({fault:?})"),
         Tally {
             committed: total,
             acked: total,

@@ -16,7 +16,8 @@
 //!   replacing a producer after a fatal error;
 //! - [`clients`]: rings arriving, retiring, and the graceful stop;
 //! - [`ring`]: what the thread knows about one ring;
-//! - [`opaque`]: the per-message opaque.
+//! - [`opaque`]: the per-message opaque;
+//! - [`test_hooks`]: faults the tests provoke through the environment.
 
 mod clients;
 mod opaque;
@@ -24,6 +25,9 @@ mod produce;
 mod recovery;
 mod reports;
 mod ring;
+mod test_hooks;
+
+pub use test_hooks::{FATAL_FILE_ENV, STALL_FILE_ENV};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
@@ -157,6 +161,7 @@ impl DrainThread {
         while !self.stopping.load(Ordering::Acquire) {
             self.stats.heartbeat.fetch_add(1, Ordering::Relaxed);
             self.accept_new_clients();
+            test_hooks::fatal_error_if_asked(&self.producer);
             self.step_recovery();
             let produced = self.drain_rings();
             let reported = self.serve_reports(Duration::ZERO);
@@ -240,7 +245,7 @@ impl DrainThread {
     /// Waits for something to do: a delivery report while records are in
     /// flight, the end of a recovery backoff, or a commit in any ring.
     fn wait_for_work(&mut self) {
-        stall_if_asked();
+        test_hooks::stall_if_asked();
         if self.in_flight() > 0 {
             // Delivery reports are due: block in librdkafka, which wakes on
             // the first report; new ring records wait at most this long.
@@ -263,21 +268,6 @@ impl DrainThread {
             .map(|r| &r.consumer)
             .collect();
         shmkafka_ringbuf::park_any(&consumers, IDLE_PARK);
-    }
-}
-
-/// Environment variable naming a file whose existence wedges idle drain
-/// threads: lets the watchdog test prove that pings stop when a drain thread
-/// stops making progress. Unset in production; checked only when idle.
-pub const STALL_FILE_ENV: &str = "SHMKAFKAD_TEST_STALL_FILE";
-
-fn stall_if_asked() {
-    static STALL_FILE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
-    if let Some(path) = STALL_FILE.get_or_init(|| std::env::var_os(STALL_FILE_ENV).map(Into::into))
-    {
-        while path.exists() {
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
 }
 

@@ -81,6 +81,8 @@ pub struct DaemonSpec {
     /// `-X key=value` properties.
     pub properties: Vec<(String, String)>,
     pub log_level: String,
+    /// Extra environment variables (test hooks).
+    pub env: Vec<(String, String)>,
 }
 
 impl DaemonSpec {
@@ -91,7 +93,14 @@ impl DaemonSpec {
             config: None,
             properties: Vec::new(),
             log_level: "info".to_owned(),
+            env: Vec::new(),
         }
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        let value = value.as_ref().to_string_lossy().into_owned();
+        self.env.push((key.to_owned(), value));
+        self
     }
 
     pub fn config(mut self, text: &str) -> Self {
@@ -134,6 +143,7 @@ impl DaemonSpec {
             command.arg("-X").arg(format!("{key}={value}"));
         }
         let log_file = File::create(&log).expect("creating the daemon log");
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
