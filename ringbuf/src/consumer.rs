@@ -34,6 +34,13 @@ use crate::sync::{
 /// leaves enough behind for the next one to finish (see
 /// [`OFF_RELEASING`]). `end - start` is at most the capacity.
 fn free_span(ring: &Ring, start: u64, end: u64) {
+    announce_and_zero(ring, start, end);
+    publish_released(ring, end);
+}
+
+/// First half of [`free_span`]: where a consumer that dies mid-release
+/// stops at worst.
+fn announce_and_zero(ring: &Ring, start: u64, end: u64) {
     ring.releasing().store(end, Relaxed);
     // Crash ordering, not a pairing: `releasing` reaches memory before any
     // of the zeroes, so a span zeroed but not yet released is announced.
@@ -44,6 +51,10 @@ fn free_span(ring: &Ring, start: u64, end: u64) {
     let first = freed.min(ring.capacity - index as u64) as usize;
     ring.mem.zero(index, first);
     ring.mem.zero(0, freed as usize - first);
+}
+
+/// Second half of [`free_span`]: gives the zeroed span to the producers.
+fn publish_released(ring: &Ring, end: u64) {
     // SYNC POINT (space): pairs with the producers' Acquire load of
     // `released` in `try_claim`: the zeroes above are visible to whoever
     // claims this space.
@@ -406,6 +417,36 @@ impl RingConsumer {
     /// zeroing it first. Returns the number of bytes released.
     pub fn release(&mut self) -> u64 {
         let start = self.released_pos;
+        let end = self.finished_prefix_end();
+        if end == start {
+            return 0;
+        }
+        free_span(&self.ring, start, end);
+        end - start
+    }
+
+    /// Loom models only: releases like [`RingConsumer::release`] but dies
+    /// between zeroing the span and publishing it, as a daemon killed
+    /// mid-release does; [`RingConsumer::successor`] then finishes it.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn die_mid_release(mut self) {
+        let start = self.released_pos;
+        let end = self.finished_prefix_end();
+        announce_and_zero(&self.ring, start, end);
+    }
+
+    /// Loom models only: the consumer a restarted daemon builds for this
+    /// ring (from the shared cursors).
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn successor(&self) -> Result<Self, RecordError> {
+        Self::new(Arc::clone(&self.ring))
+    }
+
+    /// Drops the contiguous prefix of finished records from the in-flight
+    /// list; returns the position up to which space can be released.
+    fn finished_prefix_end(&mut self) -> u64 {
         while let Some(front) = self.in_flight.front() {
             if !front.done {
                 break;
@@ -414,12 +455,7 @@ impl RingConsumer {
             self.in_flight.pop_front();
             self.mark_hint = self.mark_hint.saturating_sub(1);
         }
-        let freed = self.released_pos - start;
-        if freed == 0 {
-            return 0;
-        }
-        free_span(&self.ring, start, self.released_pos);
-        freed
+        self.released_pos
     }
 
     /// Queues a failure for the producer to read; `false` if the queue is full.
