@@ -22,7 +22,7 @@ use shmkafka_client::{Message, Producer as ShmProducer, ProducerOptions};
 
 use crate::harness::{
     bench_child, process_cpu_seconds, progress, self_cpu_seconds, send_in_process, spawn_guarded,
-    value_of, wall_ns, Broker, ChildTarget, Daemon, Path2Kafka, ScenarioArgs,
+    start_daemon, value_of, wall_ns, Broker, ChildTarget, Daemon, Path2Kafka, ScenarioArgs,
 };
 
 /// Options of the `produce` scenario.
@@ -314,7 +314,7 @@ fn run_case(
             .args(["--rate", &case.rate_per_client.to_string()])
             .stdout(Stdio::piped());
         if let Some(d) = daemon {
-            command.arg("--socket").arg(&d.socket);
+            command.arg("--socket").arg(d.socket());
         }
         children.push(spawn_guarded(&mut command)?);
     }
@@ -458,10 +458,7 @@ pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
             extra.push("--config".to_owned());
             extra.push(config.display().to_string());
         }
-        let daemon = match &variant.binary {
-            Some(exe) => Daemon::start_binary(exe, &variant_dir, &bootstrap, &extra),
-            None => Daemon::start(&variant_dir, &bootstrap, &extra),
-        };
+        let daemon = start_daemon(variant.binary.as_deref(), &variant_dir, &bootstrap, &extra);
         daemons.push(daemon.with_context(|| format!("variant {}", variant.label))?);
     }
     eprintln!(

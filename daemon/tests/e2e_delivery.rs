@@ -8,8 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    consume_and_verify, test_dir, DaemonSpec, Finish, Guarantee, RecordId, SenderSpec, Workload,
-    LARGEST_VALUE, MOCK_BROKER,
+    consume_and_verify, daemon_options, test_dir, Finish, Guarantee, RecordId, SenderSpec,
+    Workload, LARGEST_VALUE, MOCK_BROKER,
 };
 use shmkafka_testkit::{report_skip, MockBrokerProcess, Tansu};
 
@@ -63,7 +63,7 @@ fn deliver_through_mock_broker(topic: &str, daemon_config: Option<&str>, workloa
     )
     .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
-    let mut spec = DaemonSpec::new(&socket, broker.bootstrap_servers());
+    let mut spec = daemon_options(&socket, broker.bootstrap_servers());
     if let Some(config) = daemon_config {
         spec = spec.config(config);
     }
@@ -157,7 +157,7 @@ fn processes_deliver_to_tansu() {
     let socket = dir.path().join("shmkafkad.sock");
     // The daemon's defaults (idempotence, acks=all, message.timeout.ms=0)
     // work against tansu 0.6.0: no -X overrides needed.
-    let daemon = DaemonSpec::new(&socket, tansu.bootstrap_servers()).start();
+    let daemon = daemon_options(&socket, tansu.bootstrap_servers()).start();
 
     let workload = Workload {
         procs: 2,
@@ -197,7 +197,7 @@ fn records_of_exited_clients_are_delivered() {
     let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(topic, 4)])
         .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
-    let _daemon = DaemonSpec::new(&socket, broker.bootstrap_servers()).start();
+    let _daemon = daemon_options(&socket, broker.bootstrap_servers()).start();
 
     let workload = Workload {
         procs: 2,

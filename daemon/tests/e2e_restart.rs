@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    consume_and_verify, test_dir, wait_until, DaemonSpec, Guarantee, RecordId, Workload,
-    MOCK_BROKER,
+    consume_and_verify, daemon_options, test_dir, Guarantee, RecordId, Workload, MOCK_BROKER,
 };
 use shmkafka_client::{Producer, ProducerOptions};
+use shmkafka_testkit::wait_until;
 use shmkafka_testkit::MockBrokerProcess;
 
 /// Dispatches re-executed client processes (see `common::run_child_role`).
@@ -42,7 +42,7 @@ fn restart_under_live_client(topic: &str, stop: Stop) -> common::Verdict {
     let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(topic, 3)])
         .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
-    let spec = DaemonSpec::new(&socket, broker.bootstrap_servers());
+    let spec = daemon_options(&socket, broker.bootstrap_servers());
     let mut first = spec.start();
     let mut second = None;
 

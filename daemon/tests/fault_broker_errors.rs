@@ -11,7 +11,7 @@ mod fault_support;
 
 use std::time::{Duration, Instant};
 
-use common::{DaemonSpec, Guarantee, Workload, MOCK_BROKER};
+use common::{daemon_options, Guarantee, Workload, MOCK_BROKER};
 use fault_support::{report_row, StreamSpec, Tally};
 use shmkafka_testkit::MockBrokerProcess;
 
@@ -48,7 +48,7 @@ fn injected_broker_errors_leader_moves_and_a_transport_blip_deliver_once_in_orde
     )
     .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
-    let daemon = DaemonSpec::new(&socket, broker.bootstrap_servers())
+    let daemon = daemon_options(&socket, broker.bootstrap_servers())
         // Quick metadata refresh after a leader change or an error.
         .property("retry.backoff.ms", "20")
         // Logs every failed message set, to check the errors hit.
@@ -72,7 +72,7 @@ fn injected_broker_errors_leader_moves_and_a_transport_blip_deliver_once_in_orde
     };
     let wait_progress = |children: &[fault_support::FaultChild], fraction: f64| {
         let target = (total as f64 * fraction) as u64;
-        common::wait_until("stream progress", Duration::from_secs(60), || {
+        shmkafka_testkit::wait_until("stream progress", Duration::from_secs(60), || {
             progress(children) >= target
         });
     };
@@ -132,7 +132,7 @@ fn injected_broker_errors_leader_moves_and_a_transport_blip_deliver_once_in_orde
     assert!(
         fault_support::log_lines(&log, "delivery failed permanently").is_empty(),
         "a retriable error failed a record:\n{}",
-        common::tail(&log, 30)
+        shmkafka_testkit::tail(&log, 30)
     );
     // The injected errors did hit produce requests (librdkafka's `msg`
     // debug context logs each failed message set with its retry action).

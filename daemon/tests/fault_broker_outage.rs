@@ -14,7 +14,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{test_dir, DaemonSpec, Guarantee, RecordId, Workload, MOCK_BROKER};
+use common::{daemon_options, test_dir, Guarantee, RecordId, Workload, MOCK_BROKER};
 use shmkafka_client::{Error, Message, Producer, ProducerOptions, WhenFull};
 use shmkafka_testkit::MockBrokerProcess;
 
@@ -111,7 +111,7 @@ fn broker_down_for_30s_fills_rings_with_back_pressure_and_loses_nothing() {
     )
     .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
-    let daemon = DaemonSpec::new(&socket, broker.bootstrap_servers()).start();
+    let daemon = daemon_options(&socket, broker.bootstrap_servers()).start();
 
     let mut fail = Client::new(&socket, 0, WhenFull::Fail);
     let mut short = Client::new(&socket, 1, WhenFull::Block(SHORT_BLOCK));

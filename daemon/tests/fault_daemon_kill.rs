@@ -11,7 +11,7 @@ mod fault_support;
 
 use std::time::{Duration, Instant};
 
-use common::{DaemonSpec, Guarantee, Workload, MOCK_BROKER};
+use common::{daemon_options, Guarantee, Workload, MOCK_BROKER};
 use fault_support::{report_row, StreamSpec, Tally};
 use shmkafka_testkit::MockBrokerProcess;
 
@@ -58,7 +58,7 @@ fn daemon_sigkilled_three_times_mid_stream_loses_nothing() {
     )
     .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
-    let spec = DaemonSpec::new(&socket, broker.bootstrap_servers());
+    let spec = daemon_options(&socket, broker.bootstrap_servers());
     let mut daemon = spec.start();
 
     let mut children: Vec<_> = (0..WORKLOAD.procs)

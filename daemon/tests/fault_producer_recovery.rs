@@ -22,7 +22,7 @@ mod fault_support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{DaemonSpec, Guarantee, RecordId, Workload, MOCK_BROKER, SHMKAFKAD};
+use common::{daemon_options, Guarantee, RecordId, Workload, MOCK_BROKER, SHMKAFKAD};
 use fault_support::{log_lines, report_row, StreamSpec, Tally};
 use shmkafka_client::{Message, Producer, ProducerOptions, WhenFull};
 use shmkafka_testkit::MockBrokerProcess;
@@ -102,7 +102,7 @@ fn fatal_error_mid_stream(fault: FatalFault, topic: &str) {
     .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
     let fatal_file = dir.path().join("raise-fatal-error");
-    let daemon = DaemonSpec::new(&socket, broker.bootstrap_servers())
+    let daemon = daemon_options(&socket, broker.bootstrap_servers())
         .env(shmkafkad::drain::FATAL_FILE_ENV, &fatal_file)
         .start();
 
@@ -116,7 +116,7 @@ fn fatal_error_mid_stream(fault: FatalFault, topic: &str) {
         })
         .collect();
     let total = WORKLOAD.total() as u64;
-    common::wait_until("a third of the stream", Duration::from_secs(120), || {
+    shmkafka_testkit::wait_until("a third of the stream", Duration::from_secs(120), || {
         children.iter().map(|c| c.committed_total()).sum::<u64>() >= total / 3
     });
     match fault {
@@ -143,13 +143,13 @@ fn fatal_error_mid_stream(fault: FatalFault, topic: &str) {
     assert!(
         !log_lines(&log, "fatal librdkafka error").is_empty(),
         "the injected fault did not raise a fatal error:\n{}",
-        common::tail(&log, 40)
+        shmkafka_testkit::tail(&log, 40)
     );
     assert_eq!(
         log_lines(&log, REBUILT_LINE).len(),
         1,
         "the producer must be replaced exactly once:\n{}",
-        common::tail(&log, 40)
+        shmkafka_testkit::tail(&log, 40)
     );
     assert_eq!(spooled(&dir.path().join("spool")), 0, "records spooled");
     // Records in flight at the fatal error may be written twice (their first
@@ -204,7 +204,7 @@ fn outage_longer_than_message_timeout_delivers_everything_once_it_returns() {
     )
     .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
-    let daemon = DaemonSpec::new(&socket, broker.bootstrap_servers())
+    let daemon = daemon_options(&socket, broker.bootstrap_servers())
         .property("message.timeout.ms", MESSAGE_TIMEOUT_MS)
         .start();
     let producer = Producer::connect_with(ProducerOptions {
@@ -251,7 +251,7 @@ fn outage_longer_than_message_timeout_delivers_everything_once_it_returns() {
     assert!(
         !log_lines(&log, "_MSG_TIMED_OUT").is_empty(),
         "no record timed out: the outage did not exceed message.timeout.ms:\n{}",
-        common::tail(&log, 30)
+        shmkafka_testkit::tail(&log, 30)
     );
     assert_eq!(spooled(&dir.path().join("spool")), 0, "records spooled");
     let ids: Vec<RecordId> = (0..BEFORE + DURING).map(id).collect();
@@ -276,7 +276,7 @@ fn topics_registered_during_a_drain_pass_are_not_failed_as_unknown() {
     let socket = dir.path().join("shmkafkad.sock");
     // Long passes: every pass over the busy ring takes up to this many
     // records, topics being looked up once at its start.
-    let daemon = DaemonSpec::new(&socket, broker.bootstrap_servers())
+    let daemon = daemon_options(&socket, broker.bootstrap_servers())
         .config("[drain]\nbatch_per_ring = 100000\n")
         .start();
     let producer = Producer::connect_with(ProducerOptions {
@@ -319,7 +319,7 @@ fn topics_registered_during_a_drain_pass_are_not_failed_as_unknown() {
         "{} records failed (first {:?}):\n{}",
         report.failures.len(),
         report.failures.first(),
-        common::tail(&daemon.log_text(), 20)
+        shmkafka_testkit::tail(&daemon.log_text(), 20)
     );
     assert_eq!(spooled(&dir.path().join("spool")), 0, "records spooled");
     for name in &late_names {

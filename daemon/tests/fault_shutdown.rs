@@ -16,7 +16,7 @@ mod fault_support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{DaemonSpec, Guarantee, RecordId, Workload, MOCK_BROKER, SHMKAFKAD};
+use common::{daemon_options, Guarantee, RecordId, Workload, MOCK_BROKER, SHMKAFKAD};
 use fault_support::{log_lines, report_row, send_record, Finish, StreamSpec, Tally};
 use shmkafka_client::{Producer, ProducerOptions, WhenFull};
 use shmkafka_testkit::MockBrokerProcess;
@@ -73,7 +73,7 @@ fn sigterm_with_a_slow_broker_keeps_live_rings_and_spools_gone_clients() {
     )
     .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
-    let spec = DaemonSpec::new(&socket, broker.bootstrap_servers()).config(&format!(
+    let spec = daemon_options(&socket, broker.bootstrap_servers()).config(&format!(
         "[daemon]\nshutdown_timeout_ms = {}\n",
         SHUTDOWN_BUDGET.as_millis()
     ));
@@ -111,7 +111,7 @@ fn sigterm_with_a_slow_broker_keeps_live_rings_and_spools_gone_clients() {
         s.spawn()
     }
     .wait_success(Duration::from_secs(60));
-    common::wait_until(
+    shmkafka_testkit::wait_until(
         "the daemon to see the gone client disconnect",
         Duration::from_secs(10),
         || !log_lines(&first.log_text(), "client disconnected").is_empty(),
@@ -139,7 +139,7 @@ fn sigterm_with_a_slow_broker_keeps_live_rings_and_spools_gone_clients() {
     assert!(
         !spooled.is_empty(),
         "nothing of the gone client spooled:\n{}",
-        common::tail(&log, 20)
+        shmkafka_testkit::tail(&log, 20)
     );
     assert!(spooled.iter().all(|v| v["topic"] == TOPIC));
     eprintln!(

@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{test_dir, DaemonSpec, MOCK_BROKER};
+use common::{daemon_options, test_dir, MOCK_BROKER};
 use shmkafka_client::{Message, Producer, ProducerOptions};
 use shmkafka_testkit::{consume_all, free_port, MockBrokerProcess};
 
@@ -96,7 +96,7 @@ fn scraped_counters_match_what_was_sent_and_stored() {
     let dir = test_dir();
     let socket = dir.path().join("d.sock");
     let port = free_port().unwrap();
-    let daemon = DaemonSpec::new(&socket, broker.bootstrap_servers())
+    let daemon = daemon_options(&socket, broker.bootstrap_servers())
         .config(&format!(
             "[metrics]\nlisten = \"127.0.0.1:{port}\"\nstatistics_interval_ms = 200\n"
         ))

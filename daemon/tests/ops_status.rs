@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{test_dir, DaemonSpec, MOCK_BROKER, SHMKAFKAD};
+use common::{daemon_options, test_dir, MOCK_BROKER, SHMKAFKAD};
 use serde_json::Value;
 use shmkafka_client::{Message, Producer, ProducerOptions};
 use shmkafka_testkit::{consume_all, MockBrokerProcess};
@@ -41,7 +41,7 @@ fn status_reports_clients_counters_rates_and_spool() {
         .expect("mock broker");
     let dir = test_dir();
     let socket = dir.path().join("d.sock");
-    let _daemon = DaemonSpec::new(&socket, broker.bootstrap_servers()).start();
+    let _daemon = daemon_options(&socket, broker.bootstrap_servers()).start();
 
     let producer = Producer::connect_with(ProducerOptions {
         socket_path: Some(socket.clone()),

@@ -24,7 +24,9 @@ use std::time::Duration;
 
 use shmkafka_client::{Message, WhenFull};
 use shmkafka_testkit::{consume_all, unique_name, MockBrokerProcess};
-use spool_support::{by_seq, list_json, spool_cli, spool_files, Daemon, Rec, MOCK_BROKER};
+use spool_support::{
+    by_seq, client, list_json, spool_cli, spool_files, start_daemon, Rec, MOCK_BROKER,
+};
 
 const GOOD: &str = "spool-good";
 /// librdkafka's codes for the failures caused here.
@@ -62,7 +64,7 @@ fn permanent_failures_are_spooled_listed_and_replayed() {
     let spool = dir.path().join("spool");
     let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(GOOD, 1)])
         .expect("broker");
-    let daemon = Daemon::start(
+    let daemon = start_daemon(
         dir.path(),
         broker.bootstrap_servers(),
         &spool,
@@ -74,7 +76,7 @@ fn permanent_failures_are_spooled_listed_and_replayed() {
         "",
     );
     let missing = unique_name("spool-missing");
-    let producer = daemon.client(1 << 20, WhenFull::Block(Duration::from_secs(10)));
+    let producer = client(&daemon, 1 << 20, WhenFull::Block(Duration::from_secs(10)));
     let good = producer.topic(GOOD).expect("good topic");
     let gone = producer.topic(&missing).expect("missing topic registers");
 

@@ -8,8 +8,9 @@ mod spool_support;
 use std::time::Duration;
 
 use shmkafka_client::{Message, WhenFull};
+use shmkafka_testkit::wait_until;
 use shmkafka_testkit::{consume_all, free_port, MockBrokerProcess};
-use spool_support::{list_json, spool_cli, wait_until, Daemon, MOCK_BROKER};
+use spool_support::{client, list_json, spool_cli, start_daemon, MOCK_BROKER};
 
 const TOPIC: &str = "spool-shutdown";
 
@@ -19,7 +20,7 @@ fn gone_clients_records_are_spooled_at_shutdown_live_ones_stay_in_the_ring() {
     let spool = dir.path().join("spool");
     // Nothing listens there: no record can be delivered.
     let nowhere = format!("127.0.0.1:{}", free_port().expect("port"));
-    let mut daemon = Daemon::start(
+    let mut daemon = start_daemon(
         dir.path(),
         &nowhere,
         &spool,
@@ -27,7 +28,7 @@ fn gone_clients_records_are_spooled_at_shutdown_live_ones_stay_in_the_ring() {
         "[daemon]\nshutdown_timeout_ms = 1000\n",
     );
 
-    let gone = daemon.client(1 << 20, WhenFull::Fail);
+    let gone = client(&daemon, 1 << 20, WhenFull::Fail);
     let topic = gone.topic(TOPIC).expect("topic");
     let mut sent = Vec::new();
     for i in 0..5 {
@@ -52,7 +53,7 @@ fn gone_clients_records_are_spooled_at_shutdown_live_ones_stay_in_the_ring() {
         || daemon.log_text().contains("client disconnected"),
     );
 
-    let live = daemon.client(1 << 20, WhenFull::Fail);
+    let live = client(&daemon, 1 << 20, WhenFull::Fail);
     let live_topic = live.topic(TOPIC).expect("topic");
     for i in 0..3 {
         live.send(

@@ -6,19 +6,25 @@
 //! - [`Tansu`]: the tansu broker (a real Kafka-protocol broker with SQLite
 //!   storage) in a child process, when it is installed.
 //! - [`consume_all`]: reads back what actually arrived at a broker.
+//! - [`DaemonProcess`]: `shmkafkad` in a child process.
 //!
 //! Every child process is killed when its handle drops.
 
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod consume;
+mod daemon;
 mod error;
 mod mock_broker;
 mod process;
 mod tansu;
 
 pub use consume::{consume_all, consume_all_with, ConsumeOptions, ConsumedRecord};
+pub use daemon::{
+    die_with_parent, tail, wait_timeout, wait_until, ChildRole, DaemonOptions, DaemonProcess,
+    SHMKAFKAD_BIN, SHMKAFKAD_BIN_ENV,
+};
 pub use error::TestkitError;
 pub use mock_broker::{MockBrokerProcess, MOCK_BROKER_BIN, MOCK_BROKER_BIN_ENV};
 pub use process::{free_port, locate_binary, report_skip, unique_name, ChildGuard};

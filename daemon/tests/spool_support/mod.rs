@@ -1,143 +1,46 @@
-//! Plumbing of the `spool_*` tests: a daemon child process with a spool
-//! directory, the `shmkafkad spool` CLI, and what was sent versus what the
-//! spool lists.
+//! Plumbing of the `spool_*` tests: a daemon with a spool directory, the
+//! `shmkafkad spool` CLI, and what was sent versus what the spool lists.
 
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use shmkafka_client::{Producer, ProducerOptions, WhenFull};
+use shmkafka_testkit::{DaemonOptions, DaemonProcess};
 
 pub const SHMKAFKAD: &str = env!("CARGO_BIN_EXE_shmkafkad");
 pub const MOCK_BROKER: &str = env!("CARGO_BIN_EXE_shmkafka-mock-broker");
 
-/// A `shmkafkad` child; SIGKILLed on drop, its log printed if the test fails.
-pub struct Daemon {
-    child: Option<Child>,
-    pub socket: PathBuf,
-    pub log: PathBuf,
+/// Starts a daemon in `dir` producing to `bootstrap`, spooling to
+/// `spool_dir`, with extra `-X` properties and config text.
+pub fn start_daemon(
+    dir: &Path,
+    bootstrap: &str,
+    spool_dir: &Path,
+    properties: &[(&str, &str)],
+    extra_config: &str,
+) -> DaemonProcess {
+    let mut options = DaemonOptions::new(SHMKAFKAD, &dir.join("shmkafkad.sock"), bootstrap)
+        .spool_dir(spool_dir)
+        .config(extra_config);
+    for (key, value) in properties {
+        options = options.property(key, value);
+    }
+    options.start()
 }
 
-impl Daemon {
-    /// Starts a daemon in `dir` producing to `bootstrap`, spooling to
-    /// `spool_dir`, with extra `-X` properties and config text.
-    pub fn start(
-        dir: &Path,
-        bootstrap: &str,
-        spool_dir: &Path,
-        properties: &[(&str, &str)],
-        extra_config: &str,
-    ) -> Daemon {
-        let socket = dir.join("shmkafkad.sock");
-        let log = dir.join("shmkafkad.log");
-        let config = dir.join("shmkafkad.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "{extra_config}\n[spool]\ndir = \"{}\"\n",
-                spool_dir.display()
-            ),
-        )
-        .expect("config");
-        let mut command = Command::new(SHMKAFKAD);
-        command
-            .arg("--config")
-            .arg(&config)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--bootstrap-servers")
-            .arg(bootstrap)
-            .arg("--log-level")
-            .arg("info");
-        for (key, value) in properties {
-            command.arg("-X").arg(format!("{key}={value}"));
-        }
-        let log_file = File::create(&log).expect("log");
-        command
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("dup"))
-            .stderr(log_file);
-        let child = command.spawn().expect("spawn shmkafkad");
-        let mut daemon = Daemon {
-            child: Some(child),
-            socket,
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while UnixStream::connect(&daemon.socket).is_err() {
-            if let Some(status) = daemon
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "shmkafkad exited with {status}; log:\n{}",
-                    daemon.log_text()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "shmkafkad not ready; log:\n{}",
-                daemon.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        daemon
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM and wait for the exit (graceful stop).
-    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("shmkafkad ignored SIGTERM; log:\n{}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// A client of this daemon.
-    pub fn client(&self, ring_capacity: usize, when_full: WhenFull) -> Producer {
-        Producer::connect_with(ProducerOptions {
-            socket_path: Some(self.socket.clone()),
-            ring_capacity,
-            max_record_len: 16 * 1024,
-            when_full,
-            client_name: "spool-test".into(),
-        })
-        .expect("client connects")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("---- shmkafkad log ----\n{}", self.log_text());
-        }
-    }
+/// A client of `daemon`.
+pub fn client(daemon: &DaemonProcess, ring_capacity: usize, when_full: WhenFull) -> Producer {
+    Producer::connect_with(ProducerOptions {
+        socket_path: Some(daemon.socket().to_owned()),
+        ring_capacity,
+        max_record_len: 16 * 1024,
+        when_full,
+        client_name: "spool-test".into(),
+    })
+    .expect("client connects")
 }
 
 /// Runs `shmkafkad spool ARGS`.
@@ -241,13 +144,4 @@ pub fn spool_files(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     files.sort();
     files
-}
-
-/// Waits until `f` holds or panics after `timeout`.
-pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
