@@ -377,6 +377,7 @@ impl RingConsumer {
         }
         // The span was checked against the data area by `peek`; a length
         // with the same span stays inside it.
+        // SYNC POINT (publish): as in `peek`.
         let state = self.ring.state_word(seq).load(Acquire);
         let len = state & LEN_MASK;
         if state & (STATE_CLAIMED | STATE_SKIP) != 0
@@ -475,6 +476,7 @@ impl RingConsumer {
         if self.lap_in_flight() {
             return false;
         }
+        // SYNC POINT (publish): as in `peek`.
         let state = self.ring.state_word(self.drain_pos).load(Acquire);
         state != 0 && state & STATE_CLAIMED == 0
     }
@@ -541,6 +543,7 @@ impl RingConsumer {
         if self.lap_in_flight() {
             return Ok(false); // full and all in flight: no hole to pad
         }
+        // SYNC POINT (publish): as in `peek`.
         let state = self.ring.state_word(pos).load(Acquire);
         if state != 0 && state & STATE_CLAIMED == 0 {
             return Ok(false); // committed: nothing blocks
@@ -570,6 +573,7 @@ impl RingConsumer {
             // word (free space is zeroed and every producer writes its state
             // word before anything else), or at the tail / end of the area.
             let mut end = RECORD_ALIGN as u64;
+            // SYNC POINT (publish): as in `peek`.
             while end < limit && self.ring.state_word(pos + end).load(Acquire) == 0 {
                 end += RECORD_ALIGN as u64;
             }

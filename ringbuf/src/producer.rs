@@ -66,6 +66,9 @@ impl RingProducer {
     /// Bytes the consumer has released so far: every record with a sequence
     /// number below this is acknowledged or reported failed.
     pub fn released(&self) -> u64 {
+        // SYNC POINT (space): pairs with the consumer's Release store of
+        // `released` in `free_span`; a client that sees its record released
+        // then also sees the failure the daemon queued for it before.
         self.ring.released().load(Acquire)
     }
 

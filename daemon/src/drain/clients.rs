@@ -43,11 +43,14 @@ impl DrainThread {
 
     /// Drops rings whose client is gone and whose records are all finished.
     pub(super) fn retire_finished_clients(&mut self) {
+        if self.recovery.is_draining() {
+            // Records whose attempt failed are unmarked and not yet
+            // rewound: no ring counts as finished until they are.
+            return;
+        }
         for slot in self.rings.iter_mut() {
             let Some(ring) = slot.as_mut() else { continue };
-            // Unfinished records include those in flight, those waiting for
-            // the spool, and those waiting to be produced again.
-            if !ring.client.is_disconnected() || ring.consumer.pending() > 0 {
+            if !ring.client.is_disconnected() || ring.has_unfinished_work() {
                 continue;
             }
             let (tail, _) = ring.client.segment.cursors();
@@ -90,11 +93,12 @@ impl DrainThread {
             self.step_recovery();
             let produced = self.drain_rings();
             self.serve_reports(INFLIGHT_POLL);
-            let pending = self.rings.iter().flatten().any(|r| {
-                r.quarantined.is_none()
-                    && (r.consumer.pending() > 0
-                        || r.stop_at.is_some_and(|stop| r.consumer.drain_pos() < stop))
-            });
+            let pending = self.recovery.is_draining()
+                || self.rings.iter().flatten().any(|r| {
+                    r.quarantined.is_none()
+                        && (r.has_unfinished_work()
+                            || r.stop_at.is_some_and(|stop| r.consumer.drain_pos() < stop))
+                });
             let held = !self.dead_letters.is_empty();
             if (!pending && produced == 0 && !held) || Instant::now() >= deadline {
                 break;

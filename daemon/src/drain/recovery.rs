@@ -115,6 +115,12 @@ impl Recovery {
         }
     }
 
+    /// Whether records that failed an attempt wait, unmarked and not yet
+    /// rewound, for the in-flight reports.
+    pub fn is_draining(&self) -> bool {
+        matches!(self.state, State::Draining { .. })
+    }
+
     /// When production resumes, if the drain thread is backing off.
     pub fn resumes_at(&self) -> Option<Instant> {
         match self.state {

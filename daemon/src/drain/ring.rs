@@ -121,6 +121,14 @@ impl Ring {
         }
     }
 
+    /// Whether records handed out are unfinished: in flight, waiting for
+    /// the spool, or waiting to be produced again. (While a recovery drains,
+    /// records whose attempt failed are unfinished too; see
+    /// `Recovery::is_draining`.)
+    pub fn has_unfinished_work(&self) -> bool {
+        self.in_flight > 0 || self.awaiting_spool > 0 || self.rewind_pending
+    }
+
     /// Stops draining a ring that holds garbage; its records after this
     /// point are not delivered.
     pub fn quarantine(&mut self, reason: String, context: &'static str) {
@@ -174,7 +182,7 @@ impl Ring {
         debug_assert!(self.in_flight == 0 && self.awaiting_spool == 0);
         let again = self.consumer.pending();
         let consumer = self.client.segment.consumer().map_err(|e| e.to_string())?;
-        self.reproduce_before = self.consumer.drain_pos();
+        self.reproduce_before = self.reproduce_before.max(self.consumer.drain_pos());
         self.consumer = consumer;
         self.rewind_pending = false;
         Ok(again)
