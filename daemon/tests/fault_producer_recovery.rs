@@ -42,6 +42,24 @@ const OUT_OF_ORDER_SEQUENCE_NUMBER: i32 = 45;
 /// What the daemon logs, once, when it replaces its producer.
 const REBUILT_LINE: &str = "librdkafka producer replaced";
 
+/// The sum over all label sets of the metric `name` the daemon's metrics
+/// endpoint on `port` exposes.
+fn metric(port: u16, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics");
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("metrics answer");
+    answer
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .map(|l| {
+            let (_, value) = l.rsplit_once(' ').expect("sample");
+            value.parse::<f64>().expect("sample value")
+        })
+        .sum()
+}
+
 /// Records in the dead-letter spool under `dir`.
 fn spooled(dir: &Path) -> usize {
     let out = std::process::Command::new(SHMKAFKAD)
@@ -102,7 +120,11 @@ fn fatal_error_mid_stream(fault: FatalFault, topic: &str) {
     .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
     let fatal_file = dir.path().join("raise-fatal-error");
+    let metrics_port = shmkafka_testkit::free_port().expect("port");
     let daemon = daemon_options(&socket, broker.bootstrap_servers())
+        .config(&format!(
+            "[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"
+        ))
         .env(shmkafkad::drain::FATAL_FILE_ENV, &fatal_file)
         .start();
 
@@ -152,6 +174,10 @@ fn fatal_error_mid_stream(fault: FatalFault, topic: &str) {
         shmkafka_testkit::tail(&log, 40)
     );
     assert_eq!(spooled(&dir.path().join("spool")), 0, "records spooled");
+    let rebuilds = metric(metrics_port, "shmkafkad_drain_producer_rebuilds_total");
+    let reproduced = metric(metrics_port, "shmkafkad_drain_records_reproduced_total");
+    eprintln!("metrics: {rebuilds} producer rebuilds, {reproduced} records re-produced");
+    assert_eq!(rebuilds, 1.0, "the rebuild is counted");
     // Records in flight at the fatal error may be written twice (their first
     // attempt's outcome is unknown); none may be missing or out of order.
     let verdict = fault_support::verify_topic(
