@@ -231,7 +231,8 @@ pub fn value_of(size: usize) -> Vec<u8> {
 /// Spawns `command` guarded: SIGKILLed when the guard drops (also when the
 /// bench fails) or when the bench dies.
 pub fn spawn_guarded(command: &mut Command) -> anyhow::Result<ChildGuard> {
-    let child = die_with_parent(command)
+    die_with_parent(command);
+    let child = command
         .spawn()
         .with_context(|| format!("spawning {:?}", command.get_program()))?;
     Ok(ChildGuard::new(child))

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::kafka::{is_secret_key, KafkaConfig, MASK};
+use crate::kafka::{is_secret_key, KafkaConfig, Secret, MASK};
 
 /// Default control socket.
 pub const DEFAULT_SOCKET_PATH: &str = shmkafka_protocol::DEFAULT_SOCKET_PATH;
@@ -93,7 +93,7 @@ pub struct Config {
     pub metrics: MetricsSection,
     /// librdkafka properties, passed through.
     #[serde(default)]
-    pub kafka: BTreeMap<String, KafkaValue>,
+    pub kafka: KafkaSection,
     /// The file this was read from, for reloads.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -306,6 +306,36 @@ impl MetricsSection {
     }
 }
 
+/// `[kafka]`: librdkafka properties by name. Its `Debug` masks credentials,
+/// so printing a `Config` never shows one.
+#[derive(Clone, Default, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct KafkaSection(pub BTreeMap<String, KafkaValue>);
+
+impl std::ops::Deref for KafkaSection {
+    type Target = BTreeMap<String, KafkaValue>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KafkaSection {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl fmt::Debug for KafkaSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let shown: &dyn fmt::Debug = if is_secret_key(k) { &MASK } else { v };
+                (k, shown)
+            }))
+            .finish()
+    }
+}
+
 /// A librdkafka property value; TOML numbers and booleans are accepted and
 /// passed as their text.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -457,6 +487,11 @@ impl Config {
                 "[kafka] bootstrap.servers is not set (or run with --embedded-broker to try it out)".into(),
             ));
         }
+        for (key, path) in self.kafka.iter() {
+            if key.ends_with(SECRET_FILE_SUFFIX) {
+                read_secret_file(key, &path.to_string())?;
+            }
+        }
         self.kafka_config()
             .validate()
             .map_err(|e| ConfigError::Kafka(e.to_string()))
@@ -474,8 +509,21 @@ impl Config {
                 self.metrics.statistics_interval_ms.to_string(),
             );
         }
-        for (k, v) in &self.kafka {
-            config.set(k.clone(), v.to_string());
+        for (k, v) in self.kafka.iter() {
+            match k.strip_suffix(SECRET_FILE_SUFFIX) {
+                Some(property) => match read_secret_file(k, &v.to_string()) {
+                    Ok(secret) => {
+                        config.set_secret(property, &secret);
+                    }
+                    // `validate` read it moments ago; a file that vanished
+                    // since leaves the property unset, and librdkafka then
+                    // fails authentication loudly.
+                    Err(e) => tracing::error!(error = %e, "secret file unreadable"),
+                },
+                None => {
+                    config.set(k.clone(), v.to_string());
+                }
+            }
         }
         config
     }
@@ -512,12 +560,51 @@ impl Config {
                 .address()
                 .map_or_else(|| "off".to_owned(), |a| a.to_string())
         ));
-        for (k, v) in self.kafka_config().entries() {
-            let shown = if is_secret_key(k) { MASK } else { v };
-            out.push_str(&format!("kafka.{k} = {shown}\n"));
+        for (k, v) in self.kafka_config().masked_entries() {
+            out.push_str(&format!("kafka.{k} = {v}\n"));
         }
         out
     }
+}
+
+/// A `[kafka]` key ending in this names a file holding the value of the
+/// property without the suffix: `"sasl.password_file" = "sasl-password"`
+/// keeps the password out of the config file, the command line and the
+/// environment.
+pub const SECRET_FILE_SUFFIX: &str = "_file";
+
+/// Reads the credential a `*_file` key names. A relative path is taken
+/// inside `$CREDENTIALS_DIRECTORY`, where systemd's `LoadCredential=` puts
+/// the files; one trailing newline is dropped.
+fn read_secret_file(key: &str, path: &str) -> Result<Secret, ConfigError> {
+    let path = Path::new(path);
+    let full = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        match std::env::var_os("CREDENTIALS_DIRECTORY") {
+            Some(dir) => Path::new(&dir).join(path),
+            None => {
+                return Err(ConfigError::Invalid(format!(
+                    "[kafka] {key} = {}: a relative path is looked up in $CREDENTIALS_DIRECTORY \
+                     (systemd LoadCredential=), which is not set; give an absolute path",
+                    path.display()
+                )))
+            }
+        }
+    };
+    let mut text = std::fs::read_to_string(&full).map_err(|e| {
+        ConfigError::Invalid(format!(
+            "[kafka] {key}: cannot read {}: {e}",
+            full.display()
+        ))
+    })?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(Secret::new(text))
 }
 
 /// Whether a topic name is on the allowlist.
@@ -572,6 +659,47 @@ mod tests {
         let text = config.describe();
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("sasl.password"), "{text}");
+    }
+
+    #[test]
+    fn secret_files_are_read_and_masked_whatever_the_property() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credential");
+        std::fs::write(&file, "s3cr3t-value\n").unwrap();
+        // A property no name rule would mask: only its type does.
+        let config = Config::parse(&format!(
+            "[kafka]\n\"bootstrap.servers\" = \"127.0.0.1:9092\"\n\"client.id_file\" = \"{}\"\n",
+            file.display()
+        ))
+        .unwrap();
+        config.validate().unwrap();
+        let kafka = config.kafka_config();
+        assert_eq!(kafka.get("client.id"), Some("s3cr3t-value"));
+        assert_eq!(kafka.get("client.id_file"), None);
+        for shown in [
+            config.describe(),
+            format!("{kafka:?}"),
+            kafka.to_string(),
+            format!("{config:?}"),
+        ] {
+            assert!(!shown.contains("s3cr3t"), "{shown}");
+        }
+        let inline = Config::parse("[kafka]\n\"sasl.password\" = \"hunter2\"\n").unwrap();
+        for shown in [format!("{inline:?}"), inline.describe()] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
+        let shown = config.describe();
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+
+        let missing = Config::parse(
+            "[kafka]\n\"bootstrap.servers\" = \"b:9092\"\n\"sasl.password_file\" = \"/nonexistent/pw\"\n",
+        )
+        .unwrap();
+        let err = missing.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("sasl.password_file") && err.contains("/nonexistent/pw"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -75,7 +75,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = parse_args();
     if let Some(Command::Status { json, socket }) = &args.command {
         return status(socket.clone().or(args.socket.clone()), *json);
     }
@@ -173,6 +173,24 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--version` also names the librdkafka build and its features (`ssl`,
+/// `sasl_scram`, `zstd`, ...), so an operator sees what this binary can do.
+fn parse_args() -> Args {
+    use clap::{CommandFactory, FromArgMatches};
+    let (librdkafka, features) = shmkafkad::kafka::librdkafka_build();
+    let version = format!(
+        "{}\nlibrdkafka {librdkafka}\nbuiltin.features {features}",
+        env!("CARGO_PKG_VERSION")
+    );
+    // Built once per process; clap keeps version texts as `&'static str`.
+    let version: &'static str = Box::leak(version.into_boxed_str());
+    let matches = Args::command()
+        .version(version)
+        .long_version(version)
+        .get_matches();
+    Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 fn init_logging(filter: &str) {

@@ -11,7 +11,7 @@ use common::{
     consume_and_verify, daemon_options, test_dir, Finish, Guarantee, RecordId, SenderSpec,
     Workload, LARGEST_VALUE, MOCK_BROKER,
 };
-use shmkafka_testkit::{report_skip, MockBrokerProcess, Tansu};
+use shmkafka_testkit::MockBrokerProcess;
 
 /// Dispatches re-executed client processes (see `common::run_child_role`).
 #[test]
@@ -102,7 +102,7 @@ fn processes_and_threads_deliver_everything_exactly_once_in_order() {
         // partition far below.
         per_thread: 300,
         partitions: 24,
-        // Records up to 512 KiB go to tansu in `processes_deliver_to_tansu`;
+        // Records up to 512 KiB go to Apache Kafka in `real_kafka_delivery`;
         // here 128 KiB, because keyed records cluster (39 distinct keys) and
         // one partition once took enough large ones to cross the mock
         // broker's 5 MiB retention, which trims old records silently.
@@ -127,65 +127,6 @@ fn copied_records_deliver_the_same() {
         Some("[drain]\ncopy_records = true\n"),
         &workload,
     );
-}
-
-/// Same flow against tansu, a separate Kafka-protocol broker (not
-/// librdkafka's mock), so the daemon is checked against a second broker
-/// implementation.
-#[test]
-fn processes_deliver_to_tansu() {
-    let dir = test_dir();
-    let tansu = match Tansu::start(&dir.path().join("tansu")) {
-        Ok(t) => t,
-        Err(e)
-            if e.is_not_installed()
-                && std::env::var("SHMKAFKA_SKIP_TANSU").as_deref() == Ok("1") =>
-        {
-            report_skip(
-                "processes_deliver_to_tansu",
-                format!("{e} (SHMKAFKA_SKIP_TANSU is set)"),
-            );
-            return;
-        }
-        Err(e) => panic!(
-            "cannot run the tansu end-to-end test: {e}\n\
-             (install tansu, or set SHMKAFKA_SKIP_TANSU=1 to skip this test knowingly)"
-        ),
-    };
-    let topic = "e2e-tansu";
-    tansu.create_topic(topic, 3).expect("creating the topic");
-    let socket = dir.path().join("shmkafkad.sock");
-    // The daemon's defaults (idempotence, acks=all, message.timeout.ms=0)
-    // work against tansu 0.6.0: no -X overrides needed.
-    let daemon = daemon_options(&socket, tansu.bootstrap_servers()).start();
-
-    let workload = Workload {
-        procs: 2,
-        threads: 2,
-        per_thread: 150,
-        partitions: 3,
-        max_value: LARGEST_VALUE,
-    };
-    run_senders(&socket, topic, &workload, Finish::Flush);
-    let ids: Vec<RecordId> = workload.ids().collect();
-    consume_and_verify(
-        tansu.bootstrap_servers(),
-        topic,
-        &workload,
-        &ids,
-        Guarantee::ExactlyOnce,
-        Duration::from_secs(30),
-    );
-    // Anything librdkafka complained about (unsupported features, retries)
-    // is worth seeing even when the records arrived.
-    let log = daemon.log_text();
-    let complaints: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-        .collect();
-    if !complaints.is_empty() {
-        eprintln!("daemon warnings against tansu:\n{}", complaints.join("\n"));
-    }
 }
 
 /// A client that commits and exits at once (normally, or killed) leaves its

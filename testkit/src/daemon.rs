@@ -1,6 +1,6 @@
 //! The `shmkafkad` daemon in a child process, and the child-process helpers
-//! the daemon's tests and benchmarks share: dying with the parent, waiting
-//! for a condition, re-executing a test binary in a child role.
+//! the daemon's tests and benchmarks share: waiting for a condition,
+//! re-executing a test binary in a child role.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -10,6 +10,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::process::die_with_parent;
 use crate::TestkitError;
 
 /// The daemon binary's name.
@@ -129,6 +130,11 @@ impl DaemonOptions {
     pub fn terminate_on_drop(mut self, timeout: Duration) -> Self {
         self.on_drop = OnDrop::Terminate(timeout);
         self
+    }
+
+    /// The control socket the daemon will listen on.
+    pub fn socket(&self) -> &Path {
+        &self.socket
     }
 
     /// Starts the daemon and waits until its socket accepts connections.
@@ -326,23 +332,6 @@ fn terminate(child: &Child) {
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     );
-}
-
-/// Makes `command`'s process die (SIGKILL) when the thread that spawned it
-/// exits, so a test or bench killed without running destructors leaves no
-/// daemon or client behind.
-pub fn die_with_parent(command: &mut Command) -> &mut Command {
-    use std::os::unix::process::CommandExt;
-    #[allow(unsafe_code)]
-    // SAFETY: the closure runs in the forked child before exec and only
-    // makes the prctl system call, which is async-signal-safe; it touches no
-    // memory shared with the parent.
-    unsafe {
-        command.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(std::io::Error::from)
-        })
-    }
 }
 
 /// Polls `child` until it exits or `timeout` passes.

@@ -4,8 +4,9 @@
 use std::fmt::Display;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout};
+use std::process::{Child, ChildStdout, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -155,6 +156,23 @@ impl Drop for ChildGuard {
         // Already exited is fine; nothing else can fail in a useful way here.
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Makes `command`'s child die (SIGKILL) when the thread that spawned it
+/// exits, so a test killed without running destructors leaves nothing
+/// running. Spawn from the test's own thread: a helper thread that ends
+/// early would take the child with it.
+pub fn die_with_parent(command: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // the prctl system call, which is async-signal-safe; it touches no memory
+    // shared with the parent.
+    #[allow(unsafe_code)]
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
     }
 }
 

@@ -172,8 +172,17 @@ pub(crate) unsafe extern "C" fn error_cb(
             reason = %fatal_reason,
             "fatal librdkafka error: this producer instance must be replaced"
         );
-    } else {
-        tracing::warn!(target: super::log::LOG_TARGET, code = %code.name(), %reason, "librdkafka error");
+    } else if let super::client_errors::LogDecision::Write { held_back } =
+        super::client_errors::note_error(&code.name(), &reason)
+    {
+        // Repeated with every reconnect: once per interval, with a count.
+        tracing::warn!(
+            target: super::log::LOG_TARGET,
+            code = %code.name(),
+            %reason,
+            held_back,
+            "librdkafka error (repeats are summarised once a minute)"
+        );
     }
 }
 

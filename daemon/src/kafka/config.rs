@@ -9,6 +9,35 @@ use super::handle::{cstring, NativeConf};
 /// What a secret value is displayed as.
 pub const MASK: &str = "[redacted]";
 
+/// A credential read from a file: its type, not its property name, keeps it
+/// out of every `Debug`, `Display` and log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a credential.
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The credential itself, for librdkafka only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
 /// librdkafka global properties as `(key, value)` strings, in the order they
 /// were set. Nothing is interpreted here: librdkafka validates each pair when
 /// the native configuration is built, so every property librdkafka has is
@@ -18,6 +47,9 @@ pub struct KafkaConfig {
     /// Later entries win, as with repeated `rd_kafka_conf_set` calls; `set`
     /// replaces in place so a key appears once.
     entries: Vec<(String, String)>,
+    /// Keys whose values were set as a [`Secret`]: masked whatever their
+    /// name.
+    secret_keys: Vec<String>,
 }
 
 impl KafkaConfig {
@@ -50,6 +82,22 @@ impl KafkaConfig {
         self
     }
 
+    /// Sets one property from a credential; its value is masked wherever
+    /// the configuration is shown.
+    pub fn set_secret(&mut self, key: impl Into<String>, value: &Secret) -> &mut Self {
+        let key = key.into();
+        if !self.secret_keys.contains(&key) {
+            self.secret_keys.push(key.clone());
+        }
+        self.set(key, value.expose())
+    }
+
+    /// Whether `key`'s value is masked when shown: set as a [`Secret`], or
+    /// named like a credential.
+    pub fn is_masked(&self, key: &str) -> bool {
+        self.secret_keys.iter().any(|k| k == key) || is_secret_key(key)
+    }
+
     /// The value set for `key`, if any (librdkafka defaults are not shown).
     pub fn get(&self, key: &str) -> Option<&str> {
         self.entries
@@ -66,7 +114,7 @@ impl KafkaConfig {
     /// The properties with secret values replaced by [`MASK`], for logs.
     pub fn masked_entries(&self) -> impl Iterator<Item = (&str, &str)> {
         self.entries()
-            .map(|(k, v)| (k, if is_secret_key(k) { MASK } else { v }))
+            .map(|(k, v)| (k, if self.is_masked(k) { MASK } else { v }))
     }
 
     /// Checks every property against librdkafka without creating a client
@@ -86,19 +134,14 @@ impl KafkaConfig {
             conf.set(&c_key, &c_value)
                 .map_err(|reason| KafkaError::Config {
                     key: key.clone(),
-                    reason: mask_reason(key, value, reason),
+                    reason: if self.is_masked(key) && !value.is_empty() {
+                        reason.replace(value.as_str(), MASK)
+                    } else {
+                        reason
+                    },
                 })?;
         }
         Ok(conf)
-    }
-}
-
-/// librdkafka's errstr may quote the refused value; keep secrets out of it.
-fn mask_reason(key: &str, value: &str, reason: String) -> String {
-    if is_secret_key(key) && !value.is_empty() {
-        reason.replace(value, MASK)
-    } else {
-        reason
     }
 }
 

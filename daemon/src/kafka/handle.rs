@@ -61,6 +61,52 @@ impl NativeConf {
     }
 }
 
+impl NativeConf {
+    /// `rd_kafka_conf_get`: the value of `key` (set or default), if the
+    /// property exists.
+    pub(crate) fn get(&self, key: &CStr) -> Option<String> {
+        let mut size: usize = 0;
+        // SAFETY: the conf is live; with a NULL destination librdkafka only
+        // writes the needed size (including the NUL) into `size`.
+        let res = unsafe {
+            rd::rd_kafka_conf_get(self.as_ptr(), key.as_ptr(), std::ptr::null_mut(), &mut size)
+        };
+        if res != rd::rd_kafka_conf_res_t::RD_KAFKA_CONF_OK || size == 0 {
+            return None;
+        }
+        let mut buf = vec![0 as c_char; size];
+        // SAFETY: `buf` is writable for `size` bytes, the size librdkafka
+        // asked for; it writes a NUL-terminated string no longer than that.
+        let res = unsafe {
+            rd::rd_kafka_conf_get(self.as_ptr(), key.as_ptr(), buf.as_mut_ptr(), &mut size)
+        };
+        if res != rd::rd_kafka_conf_res_t::RD_KAFKA_CONF_OK {
+            return None;
+        }
+        let bytes: Vec<u8> = buf
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        Some(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+/// librdkafka's version (`rd_kafka_version_str`) and the features this
+/// build has (`builtin.features`: ssl, sasl_scram, zstd, ...), for
+/// `shmkafkad --version`.
+pub fn librdkafka_build() -> (String, String) {
+    // SAFETY: rd_kafka_version_str returns a pointer to a static
+    // NUL-terminated string.
+    let version = unsafe { CStr::from_ptr(rd::rd_kafka_version_str()) }
+        .to_string_lossy()
+        .into_owned();
+    let features = NativeConf::new()
+        .get(c"builtin.features")
+        .unwrap_or_default();
+    (version, features)
+}
+
 impl Drop for NativeConf {
     fn drop(&mut self) {
         // SAFETY: we still own the conf: `NativeClient::new` forgets it only

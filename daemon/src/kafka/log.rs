@@ -58,7 +58,19 @@ pub(crate) unsafe extern "C" fn log_cb(
             tracing::event!(target: LOG_TARGET, $level, client = %client, facility = %facility, "{message}")
         };
     }
-    match level_for_syslog(level) {
+    let level = level_for_syslog(level);
+    // Warnings and errors repeat with every reconnect attempt (a broker
+    // down, a refused password): one line per facility and interval.
+    if level <= tracing::Level::WARN {
+        match super::client_errors::note_log_line(&facility) {
+            super::client_errors::LogDecision::HoldBack => return,
+            super::client_errors::LogDecision::Write { held_back: 0 } => {}
+            super::client_errors::LogDecision::Write { held_back } => {
+                tracing::info!(target: LOG_TARGET, %facility, held_back, "librdkafka lines of this facility held back in the last minute");
+            }
+        }
+    }
+    match level {
         tracing::Level::ERROR => emit!(tracing::Level::ERROR),
         tracing::Level::WARN => emit!(tracing::Level::WARN),
         tracing::Level::INFO => emit!(tracing::Level::INFO),

@@ -35,6 +35,7 @@
 //!   [`MockCluster::push_request_errors`] instead).
 
 mod callbacks;
+pub mod client_errors;
 mod config;
 mod delivery;
 mod error;
@@ -45,9 +46,10 @@ mod pinning;
 mod producer;
 
 pub use callbacks::StatisticsFeed;
-pub use config::{is_secret_key, KafkaConfig, MASK};
+pub use config::{is_secret_key, KafkaConfig, Secret, MASK};
 pub use delivery::{DeliveryReport, Persistence};
 pub use error::{ErrorClass, KafkaError, KafkaErrorCode, ProduceError};
+pub use handle::librdkafka_build;
 pub use log::LOG_TARGET;
 pub use mock::{api_key, MockCluster, MockTopicSpec, MOCK_DEFAULT_PARTITIONS};
 pub use pinning::ThreadPinning;

@@ -35,6 +35,14 @@ impl Collector for TelemetryCollector {
         clients(e, &telemetry.clients())?;
         drains(e, &telemetry.drains(), &telemetry.rates().busy)?;
         spool(e, telemetry)?;
+        counters(
+            e,
+            "shmkafkad_kafka_errors",
+            "librdkafka client errors (broker unreachable, authentication or TLS refused, ...) by name",
+            crate::kafka::client_errors::error_counts()
+                .into_iter()
+                .map(|(name, count)| (vec![("error", name)], count as f64)),
+        )?;
         librdkafka::encode(e, &telemetry.kafka_statistics())
     }
 }

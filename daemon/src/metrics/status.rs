@@ -80,6 +80,7 @@ impl Telemetry {
             },
             "clients": client_rows,
             "drain_threads": drain_rows,
+            "kafka_errors": kafka_errors_json(),
             "spool": {
                 "dir": self.spool_dir().display().to_string(),
                 "files": spool.map(|s| s.files),
@@ -108,6 +109,23 @@ fn client_json(c: &ClientSnapshot, rate: Value) -> Value {
         "ring_full_events": c.full_events,
         "rate": rate,
     })
+}
+
+/// librdkafka's client errors of the last minutes (a broker unreachable,
+/// credentials refused): why records are held when nothing is delivered.
+fn kafka_errors_json() -> Value {
+    let now = SystemTime::now();
+    crate::kafka::client_errors::recent_errors()
+        .into_iter()
+        .map(|e| {
+            json!({
+                "name": e.name,
+                "reason": e.reason,
+                "count": e.count,
+                "seconds_ago": now.duration_since(e.last_seen).map_or(0, |d| d.as_secs()),
+            })
+        })
+        .collect()
 }
 
 /// Two decimals are plenty for rates and ratios, and keep the JSON short.
@@ -191,6 +209,15 @@ fn table(report: &Value) -> String {
             d["failed"],
             ms(&d["latency_p50_ms"]),
             ms(&d["latency_p99_ms"]),
+        ));
+    }
+    for e in report["kafka_errors"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "\nkafka error {} ({} times, last {}s ago): {}\n",
+            e["name"].as_str().unwrap_or(""),
+            e["count"],
+            e["seconds_ago"],
+            e["reason"].as_str().unwrap_or(""),
         ));
     }
     let s = &report["spool"];

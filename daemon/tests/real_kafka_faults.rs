@@ -1,0 +1,328 @@
+//! Faults against a 3-broker Apache Kafka 4.4.0 cluster (KRaft, combined
+//! broker+controller nodes, topics with `replication.factor=3` and
+//! `min.insync.replicas=2`) while three client processes stream through
+//! `shmkafkad`: a partition leader's broker `kill -9`ed and restarted, a
+//! rolling restart, a broker frozen (SIGSTOP) for 30 s, the whole cluster
+//! down for 30 s, fewer in-sync replicas than `min.insync.replicas`, and
+//! the daemon SIGKILLed three times.
+//!
+//! Each test prints a `FAULT-TABLE` row: committed, acknowledged, consumed,
+//! lost (must be 0), duplicated. The daemon runs with its defaults
+//! (`enable.idempotence=true`, `acks=all`, no message timeout): without a
+//! daemon crash, duplicates must be 0.
+
+mod common;
+mod fault_support;
+mod kafka_real;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{daemon_options, Guarantee, Workload};
+use fault_support::{report_row, FaultChild, StreamSpec, Tally};
+use shmkafka_testkit::KafkaCluster;
+use shmkafka_testkit::{DaemonOptions, DaemonProcess as Daemon};
+
+#[test]
+fn child_role_entry_point() {
+    if let Some(role) = fault_support::run_child_role() {
+        panic!("unknown role {role:?}");
+    }
+}
+
+/// Three JVMs per test: one cluster at a time keeps a 2-core machine able
+/// to run them and the stream beside them.
+static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// 3 processes x 4 threads x 25,000 records of up to 200 bytes: 300,000
+/// records, about 40 MB with framing, over 6 partitions.
+const WORKLOAD: Workload = Workload {
+    procs: 3,
+    threads: 4,
+    per_thread: 25_000,
+    partitions: 6,
+    max_value: 200,
+};
+/// The ring holds about 8,000 of these records: a client blocks (and is
+/// not failed) while the cluster cannot take them.
+const RING: usize = 1 << 20;
+/// A stream of about 20 s when nothing goes wrong, so every fault lands
+/// in its middle: each thread sleeps 10 ms after every 100 records.
+const PACE: Duration = Duration::from_millis(10);
+const REPORT_EVERY: u32 = 100;
+/// How long a broker stays frozen, and the cluster down.
+const OUTAGE: Duration = Duration::from_secs(30);
+
+/// A cluster, a topic, a daemon and the streaming clients of one test.
+struct Run {
+    name: &'static str,
+    started: Instant,
+    _dir: tempfile::TempDir,
+    cluster: KafkaCluster,
+    topic: String,
+    daemon_spec: DaemonOptions,
+    daemon: Daemon,
+    children: Vec<FaultChild>,
+}
+
+impl Run {
+    fn start(name: &'static str, topic_configs: &[(&str, &str)]) -> Self {
+        let started = Instant::now();
+        let dir = common::test_dir();
+        let cluster = kafka_real::start_cluster(dir.path(), 3);
+        let slug: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let topic = format!("fault-{slug}");
+        kafka_real::create_topic(&cluster, &topic, WORKLOAD.partitions as u32, topic_configs);
+        let socket = dir.path().join("shmkafkad.sock");
+        let daemon_spec = daemon_options(&socket, cluster.bootstrap_servers());
+        let daemon = daemon_spec.start();
+        let children = (0..WORKLOAD.procs)
+            .map(|proc_id| {
+                let mut spec = StreamSpec::new(&socket, &topic, proc_id, WORKLOAD);
+                spec.ring_capacity = RING;
+                spec.report_every = REPORT_EVERY;
+                spec.pace = PACE;
+                spec.block = Duration::from_secs(300);
+                spec.spawn()
+            })
+            .collect();
+        eprintln!(
+            "{name}: cluster, topic and daemon ready after {:?}",
+            started.elapsed()
+        );
+        Self {
+            name,
+            started,
+            _dir: dir,
+            cluster,
+            topic,
+            daemon_spec,
+            daemon,
+            children,
+        }
+    }
+
+    fn committed(&self) -> u64 {
+        self.children.iter().map(FaultChild::committed_total).sum()
+    }
+
+    /// Waits until the clients committed `fraction` of the workload.
+    fn wait_committed(&self, fraction: f64) {
+        let target = (WORKLOAD.total() as f64 * fraction) as u64;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.committed() < target {
+            assert!(
+                Instant::now() < deadline,
+                "{}: only {} of {target} records committed after 120 s",
+                self.name,
+                self.committed()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The leader (node id) of partition 0 of the topic.
+    fn leader(&self) -> u32 {
+        self.cluster
+            .partition_leaders(&self.topic)
+            .expect("metadata")
+            .first()
+            .copied()
+            .flatten()
+            .expect("partition 0 has a leader")
+    }
+
+    /// Waits for every client to flush, then reads the topic back with both
+    /// consumers and prints the fault-table row.
+    fn finish(mut self, guarantee: Guarantee, duplicates_bound: usize) -> Tally {
+        let mut ids = Vec::new();
+        for child in self.children.drain(..) {
+            let proc_id = child.proc_id;
+            let state = child.wait_success(Duration::from_secs(300));
+            ids.extend(state.committed_ids(proc_id));
+        }
+        assert_eq!(ids.len(), WORKLOAD.total(), "every record committed");
+        let verdict = kafka_real::verify_with_both_consumers(
+            &self.cluster,
+            &self.topic,
+            &WORKLOAD,
+            &ids,
+            guarantee,
+        );
+        assert!(
+            verdict.duplicates <= duplicates_bound,
+            "{}: {} duplicates, bound {duplicates_bound}",
+            self.name,
+            verdict.duplicates
+        );
+        let spool = self
+            .daemon_spec
+            .socket()
+            .parent()
+            .expect("dir")
+            .join("spool");
+        let spooled = std::fs::read_dir(&spool).map_or(0, |d| d.count());
+        assert_eq!(
+            spooled, 0,
+            "{}: records were spooled as failures",
+            self.name
+        );
+        let total = ids.len() as u64;
+        let tally = Tally {
+            committed: total,
+            // Every client's flush returned without failures: the daemon
+            // reported every record acknowledged.
+            acked: total,
+            consumed: verdict.consumed as u64,
+            lost: 0,
+            duplicated: verdict.duplicates as u64,
+        };
+        report_row(self.name, tally, self.started.elapsed());
+        drop(self.daemon);
+        tally
+    }
+}
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[test]
+fn partition_leader_killed_and_restarted() {
+    let _serial = serial();
+    let mut run = Run::start("leader kill -9 + restart (3 brokers)", &[]);
+    run.wait_committed(0.25);
+    let leader = run.leader();
+    run.cluster.kill(leader);
+    eprintln!("killed node {leader}, the leader of partition 0");
+    run.wait_committed(0.5);
+    run.cluster.restart(leader).expect("restarting the leader");
+    run.finish(Guarantee::ExactlyOnce, 0);
+}
+
+#[test]
+fn rolling_restart_of_all_brokers() {
+    let _serial = serial();
+    let mut run = Run::start("rolling restart (3 brokers)", &[]);
+    for (step, node) in run.cluster.node_ids().into_iter().enumerate() {
+        run.wait_committed(0.15 + 0.2 * step as f64);
+        run.cluster.stop(node, Duration::from_secs(30));
+        std::thread::sleep(Duration::from_secs(2));
+        run.cluster.restart(node).expect("restarting a node");
+        eprintln!("node {node} restarted ({:?})", run.started.elapsed());
+    }
+    run.finish(Guarantee::ExactlyOnce, 0);
+}
+
+#[test]
+fn broker_frozen_for_30_seconds() {
+    let _serial = serial();
+    let run = Run::start("leader SIGSTOP 30 s (3 brokers)", &[]);
+    run.wait_committed(0.25);
+    let leader = run.leader();
+    run.cluster.pause(leader);
+    std::thread::sleep(OUTAGE);
+    run.cluster.resume(leader);
+    run.finish(Guarantee::ExactlyOnce, 0);
+}
+
+#[test]
+fn whole_cluster_down_for_30_seconds() {
+    let _serial = serial();
+    let mut run = Run::start("whole cluster down 30 s (3 brokers)", &[]);
+    run.wait_committed(0.25);
+    run.cluster.kill_all();
+    let at_kill = run.committed();
+    std::thread::sleep(OUTAGE);
+    let while_down = run.committed() - at_kill;
+    run.cluster.start_all().expect("restarting the cluster");
+    // Often 0: the clients outpace this machine's brokers, so their rings
+    // are already full and they block (not fail) through the outage.
+    eprintln!("{while_down} records committed while the cluster was down");
+    run.finish(Guarantee::ExactlyOnce, 0);
+}
+
+/// `min.insync.replicas=3` on the topic and one broker of three killed:
+/// the partitions' in-sync replica sets shrink to 2, so every produce
+/// request fails with NOT_ENOUGH_REPLICAS (retriable). (Two brokers of three
+/// down would also take the KRaft quorum down with them in this
+/// combined-mode cluster, which is the whole-cluster outage above.) Records
+/// must wait in the rings, acknowledged by nobody, failed and spooled by
+/// nobody, and arrive once the broker is back.
+#[test]
+fn fewer_in_sync_replicas_than_required_holds_records() {
+    let _serial = serial();
+    let mut run = Run::start(
+        "ISR below min.insync.replicas (3 brokers)",
+        &[("min.insync.replicas", "3")],
+    );
+    run.wait_committed(0.2);
+    let node = run.leader() % 3 + 1; // a follower
+    run.cluster.kill(node);
+    // Let the controller shrink the ISRs (broker session timeout, 9 s),
+    // then see that nothing more is acknowledged while records are written.
+    std::thread::sleep(Duration::from_secs(12));
+    // The daemon's own account: acknowledged and failed records.
+    let outcome = |run: &Run| -> (u64, u64) {
+        let clients = fault_support::status_clients(run.daemon_spec.socket()).expect("status");
+        let sum = |field: &str| {
+            clients
+                .iter()
+                .filter_map(|c| c[field].as_u64())
+                .sum::<u64>()
+        };
+        (sum("delivered"), sum("failed"))
+    };
+    let before = (outcome(&run), run.committed());
+    std::thread::sleep(Duration::from_secs(10));
+    let after = (outcome(&run), run.committed());
+    eprintln!(
+        "with ISR 2 < 3: acknowledged {} -> {}, failed {} -> {}, committed {} -> {}",
+        before.0 .0, after.0 .0, before.0 .1, after.0 .1, before.1, after.1
+    );
+    assert_eq!(
+        before.0 .0, after.0 .0,
+        "records were acknowledged below min.insync.replicas"
+    );
+    assert_eq!(after.0 .1, 0, "records failed instead of waiting");
+    assert!(
+        after.1 > after.0 .0,
+        "no record was waiting in a ring during the outage"
+    );
+    run.cluster.restart(node).expect("restarting the broker");
+    run.finish(Guarantee::ExactlyOnce, 0);
+}
+
+/// Smallest record of the workload as it sits in the ring: bounds how many
+/// records one ring's unreleased space can hold (the in-flight window).
+const MIN_RECORD_SPAN: usize = 64;
+
+#[test]
+fn daemon_sigkilled_three_times() {
+    let _serial = serial();
+    let mut run = Run::start("daemon SIGKILL x3 (3 brokers)", &[]);
+    for (round, fraction) in [0.2, 0.45, 0.7].into_iter().enumerate() {
+        run.wait_committed(fraction);
+        run.daemon.kill();
+        std::thread::sleep(Duration::from_millis(300));
+        run.daemon = run.daemon_spec.start();
+        eprintln!(
+            "daemon kill {} done ({:?})",
+            round + 1,
+            run.started.elapsed()
+        );
+    }
+    // A crashed daemon's in-flight records are sent again by the next one:
+    // at most what the rings held unreleased at each kill.
+    let window = 3 * WORKLOAD.procs as usize * (RING / MIN_RECORD_SPAN);
+    let tally = run.finish(Guarantee::AtLeastOnce, window);
+    eprintln!(
+        "daemon kills: {} duplicates (bound {window})",
+        tally.duplicated
+    );
+}

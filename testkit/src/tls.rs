@@ -1,0 +1,135 @@
+//! Throwaway certificate authorities and certificates for TLS tests, made
+//! with the `openssl` command (OpenSSL 3): PEM files that Kafka brokers
+//! (`ssl.keystore.type=PEM`) and librdkafka read directly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::TestkitError;
+
+/// A certificate and its unencrypted PKCS#8 private key, as PEM files.
+#[derive(Debug, Clone)]
+pub struct CertFiles {
+    /// The certificate.
+    pub cert: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
+    /// Certificate and key in one file: a broker's PEM keystore.
+    pub keystore: PathBuf,
+}
+
+/// A self-signed certificate authority in a folder.
+#[derive(Debug, Clone)]
+pub struct TestCa {
+    dir: PathBuf,
+    name: String,
+    /// The CA's own certificate: the trust anchor to give clients.
+    pub cert: PathBuf,
+    key: PathBuf,
+}
+
+impl TestCa {
+    /// Makes a CA named `name` under `dir`.
+    pub fn new(dir: &Path, name: &str) -> Result<Self, TestkitError> {
+        std::fs::create_dir_all(dir)
+            .map_err(TestkitError::io(format!("creating {}", dir.display())))?;
+        let cert = dir.join(format!("{name}-ca.pem"));
+        let key = dir.join(format!("{name}-ca.key"));
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name} test CA"),
+            "-keyout",
+            path_str(&key)?,
+            "-out",
+            path_str(&cert)?,
+        ])?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+            cert,
+            key,
+        })
+    }
+
+    /// Issues a certificate for common name `cn` whose subject alternative
+    /// names are `sans` (e.g. `IP:127.0.0.1`, `DNS:broker.example`).
+    pub fn issue(&self, cn: &str, sans: &[&str]) -> Result<CertFiles, TestkitError> {
+        let base = format!(
+            "{}-{}",
+            self.name,
+            cn.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        );
+        let cert = self.dir.join(format!("{base}.pem"));
+        let key = self.dir.join(format!("{base}.key"));
+        let mut args = vec![
+            "req".to_owned(),
+            "-x509".into(),
+            "-newkey".into(),
+            "rsa:2048".into(),
+            "-nodes".into(),
+            "-days".into(),
+            "2".into(),
+            "-subj".into(),
+            format!("/CN={cn}"),
+            "-CA".into(),
+            path_str(&self.cert)?.into(),
+            "-CAkey".into(),
+            path_str(&self.key)?.into(),
+            "-keyout".into(),
+            path_str(&key)?.into(),
+            "-out".into(),
+            path_str(&cert)?.into(),
+        ];
+        if !sans.is_empty() {
+            args.push("-addext".into());
+            args.push(format!("subjectAltName={}", sans.join(",")));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        openssl(&args)?;
+        let keystore = self.dir.join(format!("{base}.keystore.pem"));
+        let mut pem = std::fs::read(&cert).map_err(TestkitError::io("reading a certificate"))?;
+        pem.extend(std::fs::read(&key).map_err(TestkitError::io("reading a key"))?);
+        std::fs::write(&keystore, pem).map_err(TestkitError::io("writing a keystore"))?;
+        Ok(CertFiles {
+            cert,
+            key,
+            keystore,
+        })
+    }
+}
+
+fn path_str(path: &Path) -> Result<&str, TestkitError> {
+    path.to_str().ok_or_else(|| TestkitError::Child {
+        what: "openssl".into(),
+        detail: format!("path {} is not UTF-8", path.display()),
+    })
+}
+
+fn openssl(args: &[&str]) -> Result<(), TestkitError> {
+    let output = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(TestkitError::io(
+            "running openssl (apt-get install openssl)",
+        ))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(TestkitError::Child {
+            what: format!("openssl {}", args.first().copied().unwrap_or_default()),
+            detail: format!(
+                "{}: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        })
+    }
+}
