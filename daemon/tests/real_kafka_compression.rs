@@ -9,12 +9,11 @@
 //! user but would prove nothing here.
 
 mod common;
-mod kafka_real;
 
 use std::time::Duration;
 
 use shmkafka_client::{Message, Producer, ProducerOptions, WhenFull};
-use shmkafka_testkit::consume_all;
+use shmkafka_testkit::{consume_all, KafkaCluster, KafkaOptions};
 
 use common::daemon_options;
 
@@ -44,10 +43,11 @@ fn json_line(i: usize) -> Vec<u8> {
 #[test]
 fn every_codec_reaches_the_broker_and_reads_back_byte_identical() {
     let dir = common::test_dir();
-    let cluster = kafka_real::start_cluster(dir.path(), 1);
+    let cluster = KafkaCluster::start(&dir.path().join("kafka"), &KafkaOptions::nodes(1))
+        .expect("Apache Kafka");
     for codec in ["gzip", "snappy", "lz4", "zstd"] {
         let topic = format!("compressed-{codec}");
-        kafka_real::create_topic(&cluster, &topic, 1, &[]);
+        cluster.create_topic(&topic, 1, 1, &[]).expect("topic");
         let socket = dir.path().join(format!("{codec}.sock"));
         let daemon = daemon_options(&socket, cluster.bootstrap_servers())
             .property("compression.type", codec)

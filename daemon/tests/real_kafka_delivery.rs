@@ -7,6 +7,7 @@
 mod common;
 mod kafka_real;
 
+use shmkafka_testkit::KafkaOptions;
 use std::time::{Duration, Instant};
 
 use common::{daemon_options, Finish, Guarantee, RecordId, SenderSpec, Workload, LARGEST_VALUE};
@@ -35,7 +36,7 @@ const WORKLOAD: Workload = Workload {
 fn deliver_and_verify(nodes: usize) {
     let started = Instant::now();
     let dir = common::test_dir();
-    let cluster = kafka_real::start_cluster(dir.path(), nodes);
+    let cluster = kafka_real::start_cluster(dir.path(), &KafkaOptions::nodes(nodes));
     let topic = format!("e2e-kafka-{nodes}");
     kafka_real::create_topic(&cluster, &topic, WORKLOAD.partitions as u32, &[]);
     let cluster_ready = started.elapsed();

@@ -144,7 +144,6 @@ fn broker_refusals_reach_the_client_and_the_spool_and_replay_after_the_fix() {
         collateral.len(),
         must_fail.len()
     );
-    let mut must_fail = must_fail;
     for (seq, _) in &collateral {
         let rec = delivered
             .iter()
@@ -271,7 +270,7 @@ fn daemon_started_before_the_cluster_holds_records_and_delivers_them() {
     std::thread::sleep(Duration::from_secs(3));
     let status = std::process::Command::new(spool_support::SHMKAFKAD)
         .args(["status", "--json", "--socket"])
-        .arg(&daemon.socket)
+        .arg(daemon.socket())
         .output()
         .expect("status");
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status json");

@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::{daemon_options, Guarantee, Workload};
 use fault_support::{report_row, FaultChild, StreamSpec, Tally};
-use shmkafka_testkit::KafkaCluster;
-use shmkafka_testkit::{DaemonOptions, DaemonProcess as Daemon};
+use shmkafka_testkit::{DaemonOptions, DaemonProcess as Daemon, KafkaCluster, KafkaOptions};
 
 #[test]
 fn child_role_entry_point() {
@@ -69,7 +68,7 @@ impl Run {
     fn start(name: &'static str, topic_configs: &[(&str, &str)]) -> Self {
         let started = Instant::now();
         let dir = common::test_dir();
-        let cluster = kafka_real::start_cluster(dir.path(), 3);
+        let cluster = kafka_real::start_cluster(dir.path(), &KafkaOptions::nodes(3));
         let slug: String = name
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })

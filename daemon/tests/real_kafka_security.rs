@@ -62,7 +62,7 @@ fn secured_cluster(
     for arg in format_args {
         options = options.format_arg(arg);
     }
-    KafkaCluster::start(&dir.join("kafka"), &options).expect("secured Apache Kafka")
+    kafka_real::start_cluster(dir, &options)
 }
 
 /// Broker properties for TLS on the `CLIENT` listener with `ca` issuing the
@@ -101,9 +101,7 @@ fn deliver_through(
     topic: &str,
     daemon_properties: &[(&str, String)],
 ) {
-    cluster
-        .create_topic(topic, WORKLOAD.partitions as u32, 1, &[])
-        .expect("topic");
+    kafka_real::create_topic(cluster, topic, WORKLOAD.partitions as u32, &[]);
     let socket = dir.join(format!("{topic}.sock"));
     let bootstrap = cluster
         .client_bootstrap_servers()

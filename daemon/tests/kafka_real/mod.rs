@@ -11,12 +11,14 @@ use shmkafka_testkit::{consume_all_with, ConsumeOptions, KafkaCluster, KafkaOpti
 
 use crate::common::{self, Guarantee, RecordId, Verdict, Workload, ID_HEADER};
 
-/// Starts `nodes` Apache Kafka brokers under `dir`.
-pub fn start_cluster(dir: &Path, nodes: usize) -> KafkaCluster {
-    KafkaCluster::start(&dir.join("kafka"), &KafkaOptions::nodes(nodes)).unwrap_or_else(|e| {
+/// Starts Apache Kafka under `dir` (`KafkaOptions::nodes(n)` for plain
+/// brokers).
+pub fn start_cluster(dir: &Path, options: &KafkaOptions) -> KafkaCluster {
+    KafkaCluster::start(&dir.join("kafka"), options).unwrap_or_else(|e| {
         panic!(
-            "cannot start Apache Kafka ({nodes} nodes): {e}\n\
-             (needs java and mvn; .ci/run installs them)"
+            "cannot start Apache Kafka ({} nodes): {e}\n\
+             (needs java and mvn; .ci/run installs them)",
+            options.nodes
         )
     })
 }
