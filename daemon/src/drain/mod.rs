@@ -35,15 +35,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shmkafka_ringbuf::RingConsumer;
-use tracing::{error, info, warn};
+use tracing::warn;
 
 use self::produce::HandOff;
-use self::recovery::{Action, Recovery};
+use self::recovery::Recovery;
 use self::ring::{Ring, TopicHandles};
 use crate::client::Client;
-use crate::kafka::{
-    DeliveryReport, KafkaConfig, KafkaErrorCode, Producer, ProducerOptions, StatisticsFeed,
-};
+use crate::kafka::{DeliveryReport, KafkaConfig, Producer, ProducerOptions, StatisticsFeed};
 use crate::metrics::latency::LatencySnapshot;
 use crate::metrics::DrainStats;
 use crate::registry::Registry;
@@ -187,59 +185,6 @@ impl DrainThread {
     /// Records handed to librdkafka and not yet reported, over all rings.
     fn in_flight(&self) -> usize {
         self.rings.iter().flatten().map(|r| r.in_flight).sum()
-    }
-
-    /// Moves producer recovery on by the step it is ready for.
-    fn step_recovery(&mut self) {
-        let now = Instant::now();
-        match self.recovery.next_action(self.in_flight(), now) {
-            Action::None => {}
-            Action::Purge(scope) => {
-                if let Err(e) = self.producer.purge(scope) {
-                    error!(error = %e, "purging the producer for a retry failed");
-                }
-            }
-            Action::Rewind { rebuild, cause } => {
-                if rebuild {
-                    if let Err(e) = self.replace_producer(cause) {
-                        error!(error = %e, "creating a replacement librdkafka producer failed; retrying");
-                        self.recovery.rebuild_failed(now);
-                        return;
-                    }
-                } else {
-                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                }
-                let mut again = 0;
-                for ring in self.rings.iter_mut().flatten() {
-                    let waiting = ring.consumer.pending().saturating_sub(ring.awaiting_spool);
-                    if waiting > 0 && ring.quarantined.is_none() {
-                        ring.rewind_pending = true;
-                        again += waiting;
-                    }
-                }
-                info!(records = again, error = %cause.name(),
-                    "rings rewound: unacknowledged records will be produced again");
-                self.recovery.rewound(now);
-            }
-        }
-    }
-
-    /// Replaces the producer after a fatal error. Nothing is in flight: the
-    /// old one holds no reference into the rings any more.
-    fn replace_producer(&mut self, cause: KafkaErrorCode) -> Result<(), crate::kafka::KafkaError> {
-        let replacement = Producer::new(&self.kafka, self.producer_options.clone())?;
-        // Topic handles keep their producer's native client alive.
-        for ring in self.rings.iter_mut().flatten() {
-            ring.topics.forget();
-        }
-        self.topic_handles.clear();
-        let old = std::mem::replace(&mut self.producer, replacement);
-        let old_name = old.name();
-        drop(old);
-        self.stats.producer_rebuilds.fetch_add(1, Ordering::Relaxed);
-        warn!(error = %cause.name(), old = %old_name, new = %self.producer.name(),
-            "librdkafka producer replaced after a fatal error");
-        Ok(())
     }
 
     /// Waits for something to do: a delivery report while records are in

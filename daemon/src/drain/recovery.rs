@@ -18,11 +18,13 @@
 //!    [`BACKOFF_MIN`] to [`BACKOFF_MAX`] while attempts keep failing, and
 //!    starts over once a record is delivered.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
-use crate::kafka::{KafkaErrorCode, PurgeScope};
+use super::DrainThread;
+use crate::kafka::{KafkaError, KafkaErrorCode, Producer, PurgeScope};
 
 /// First delay before producing again after a recovery.
 pub(super) const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -245,6 +247,61 @@ impl Recovery {
             *not_before = now + self.backoff;
         }
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+impl DrainThread {
+    /// Moves producer recovery on by the step it is ready for.
+    pub(super) fn step_recovery(&mut self) {
+        let now = Instant::now();
+        match self.recovery.next_action(self.in_flight(), now) {
+            Action::None => {}
+            Action::Purge(scope) => {
+                if let Err(e) = self.producer.purge(scope) {
+                    error!(error = %e, "purging the producer for a retry failed");
+                }
+            }
+            Action::Rewind { rebuild, cause } => {
+                if rebuild {
+                    if let Err(e) = self.replace_producer(cause) {
+                        error!(error = %e, "creating a replacement librdkafka producer failed; retrying");
+                        self.recovery.rebuild_failed(now);
+                        return;
+                    }
+                } else {
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                }
+                let mut again = 0;
+                for ring in self.rings.iter_mut().flatten() {
+                    let waiting = ring.consumer.pending().saturating_sub(ring.awaiting_spool);
+                    if waiting > 0 && ring.quarantined.is_none() {
+                        ring.rewind_pending = true;
+                        again += waiting;
+                    }
+                }
+                info!(records = again, error = %cause.name(),
+                    "rings rewound: unacknowledged records will be produced again");
+                self.recovery.rewound(now);
+            }
+        }
+    }
+
+    /// Replaces the producer after a fatal error. Nothing is in flight: the
+    /// old one holds no reference into the rings any more.
+    fn replace_producer(&mut self, cause: KafkaErrorCode) -> Result<(), KafkaError> {
+        let replacement = Producer::new(&self.kafka, self.producer_options.clone())?;
+        // Topic handles keep their producer's native client alive.
+        for ring in self.rings.iter_mut().flatten() {
+            ring.topics.forget();
+        }
+        self.topic_handles.clear();
+        let old = std::mem::replace(&mut self.producer, replacement);
+        let old_name = old.name();
+        drop(old);
+        self.stats.producer_rebuilds.fetch_add(1, Ordering::Relaxed);
+        warn!(error = %cause.name(), old = %old_name, new = %self.producer.name(),
+            "librdkafka producer replaced after a fatal error");
+        Ok(())
     }
 }
 
