@@ -114,7 +114,8 @@ impl DrainThread {
                     break;
                 }
             }
-            if !self.recovery.may_produce(std::time::Instant::now()) {
+            if !self.recovery.is_producing() {
+                // A record of this ring started a recovery.
                 break;
             }
         }

@@ -117,6 +117,11 @@ impl Recovery {
         }
     }
 
+    /// Whether the drain thread is producing (no recovery under way).
+    pub fn is_producing(&self) -> bool {
+        matches!(self.state, State::Producing)
+    }
+
     /// Whether records that failed an attempt wait, unmarked and not yet
     /// rewound, for the in-flight reports.
     pub fn is_draining(&self) -> bool {
