@@ -1,13 +1,13 @@
 //! End to end: `flush` returns only once the broker has the records, and
 //! times out (instead of claiming success) when the broker cannot take them.
 
-mod common;
+use shmkafkad_test_support::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{
-    consume_and_verify, daemon_options, test_dir, Guarantee, RecordId, Workload, MOCK_BROKER,
+    consume_and_verify, daemon_options, mock_broker_bin, test_dir, Guarantee, RecordId, Workload,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -82,7 +82,7 @@ fn stored_count(bootstrap: &str, topic: &str) -> i64 {
 fn flush_returns_only_once_the_broker_has_everything() {
     let dir = test_dir();
     let topic = "e2e-flush";
-    let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(topic, 3)])
+    let broker = MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(topic, 3)])
         .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
     // A longer linger makes an early-returning flush visible: records would
@@ -153,7 +153,7 @@ fn assert_flush_times_out(producer: &Producer, timeout: Duration) {
 fn flush_times_out_when_the_broker_is_gone() {
     let dir = test_dir();
     let topic = "e2e-flush-dead";
-    let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(topic, 3)])
+    let broker = MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(topic, 3)])
         .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
     let _daemon = daemon_options(&socket, broker.bootstrap_servers()).start();

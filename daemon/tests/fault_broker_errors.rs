@@ -6,12 +6,12 @@
 //! default) every record is delivered exactly once and in order per
 //! producing thread within each partition (`common::verify`).
 
-mod common;
-mod fault_support;
+use shmkafkad_test_support::common;
+use shmkafkad_test_support::fault_support;
 
 use std::time::{Duration, Instant};
 
-use common::{daemon_options, Guarantee, Workload, MOCK_BROKER};
+use common::{daemon_options, mock_broker_bin, Guarantee, Workload};
 use fault_support::{report_row, StreamSpec, Tally};
 use shmkafka_testkit::MockBrokerProcess;
 
@@ -42,7 +42,7 @@ fn injected_broker_errors_leader_moves_and_a_transport_blip_deliver_once_in_orde
     let started = Instant::now();
     let dir = common::test_dir();
     let mut broker = MockBrokerProcess::start_with_binary(
-        MOCK_BROKER.as_ref(),
+        mock_broker_bin(),
         3,
         &[(TOPIC, WORKLOAD.partitions as u32)],
     )

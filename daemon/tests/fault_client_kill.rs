@@ -8,13 +8,13 @@
 //! dead, drains the rest, and then releases the segment: its log says so
 //! and `shmkafkad status --json` no longer lists the client.
 
-mod common;
-mod fault_support;
+use shmkafkad_test_support::common;
+use shmkafkad_test_support::fault_support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{daemon_options, Guarantee, RecordId, Workload, MOCK_BROKER};
+use common::{daemon_options, mock_broker_bin, Guarantee, RecordId, Workload};
 use fault_support::{log_lines, report_row, status_clients, StreamSpec, Tally};
 use shmkafka_testkit::MockBrokerProcess;
 
@@ -43,7 +43,7 @@ fn killed_clients_committed_records_are_delivered_and_the_hole_padded_only_after
     let started = Instant::now();
     let dir = common::test_dir();
     let broker = MockBrokerProcess::start_with_binary(
-        MOCK_BROKER.as_ref(),
+        mock_broker_bin(),
         1,
         &[(TOPIC, WORKLOAD.partitions as u32)],
     )

@@ -13,15 +13,15 @@
 //! answering `status`), releases the hostile segments once their process is
 //! gone, and the good clients' records all arrive, exactly once.
 
-mod common;
-mod fault_support;
+use shmkafkad_test_support::common;
+use shmkafkad_test_support::fault_support;
 
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{daemon_options, Guarantee, Workload, MOCK_BROKER};
+use common::{daemon_options, mock_broker_bin, Guarantee, Workload};
 use fault_support::{event, log_lines, report_row, status_clients, StreamSpec, Tally};
 use shmkafka_client::{Message, Producer, ProducerOptions, WhenFull};
 use shmkafka_ringbuf::layout::*;
@@ -74,7 +74,7 @@ fn hostile_rings_are_quarantined_and_good_clients_keep_flowing() {
     let started = Instant::now();
     let dir = common::test_dir();
     let broker = MockBrokerProcess::start_with_binary(
-        MOCK_BROKER.as_ref(),
+        mock_broker_bin(),
         1,
         &[(TOPIC, WORKLOAD.partitions as u32), (JUNK_TOPIC, 1)],
     )
@@ -188,7 +188,7 @@ fn hostile_rings_are_quarantined_and_good_clients_keep_flowing() {
         shmkafka_testkit::tail(&log, 30)
     );
     // The unknown-topic record is in the dead-letter spool.
-    let spool = Command::new(common::SHMKAFKAD)
+    let spool = Command::new(common::shmkafkad_bin())
         .args(["spool", "list", "--json", "--dir"])
         .arg(dir.path().join("spool"))
         .env_remove("RUST_LOG")

@@ -16,13 +16,13 @@
 //! answers `OUT_OF_ORDER_SEQUENCE_NUMBER` only after it lost data, and the
 //! outage and topic race need no broker-side fault at all.
 
-mod common;
-mod fault_support;
+use shmkafkad_test_support::common;
+use shmkafkad_test_support::fault_support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{daemon_options, Guarantee, RecordId, Workload, MOCK_BROKER, SHMKAFKAD};
+use common::{daemon_options, mock_broker_bin, shmkafkad_bin, Guarantee, RecordId, Workload};
 use fault_support::{log_lines, report_row, StreamSpec, Tally};
 use shmkafka_client::{Message, Producer, ProducerOptions, WhenFull};
 use shmkafka_testkit::MockBrokerProcess;
@@ -62,7 +62,7 @@ fn metric(port: u16, name: &str) -> f64 {
 
 /// Records in the dead-letter spool under `dir`.
 fn spooled(dir: &Path) -> usize {
-    let out = std::process::Command::new(SHMKAFKAD)
+    let out = std::process::Command::new(shmkafkad_bin())
         .args(["spool", "list", "--json", "--dir"])
         .arg(dir)
         .env_remove("RUST_LOG")
@@ -113,7 +113,7 @@ fn fatal_error_mid_stream(fault: FatalFault, topic: &str) {
     let started = Instant::now();
     let dir = common::test_dir();
     let mut broker = MockBrokerProcess::start_with_binary(
-        MOCK_BROKER.as_ref(),
+        mock_broker_bin(),
         1,
         &[(topic, WORKLOAD.partitions as u32)],
     )
@@ -224,7 +224,7 @@ fn outage_longer_than_message_timeout_delivers_everything_once_it_returns() {
 
     let dir = common::test_dir();
     let mut broker = MockBrokerProcess::start_with_binary(
-        MOCK_BROKER.as_ref(),
+        mock_broker_bin(),
         1,
         &[(TOPIC, WORKLOAD.partitions as u32)],
     )
@@ -297,7 +297,7 @@ fn topics_registered_during_a_drain_pass_are_not_failed_as_unknown() {
     const BUSY: &str = "recovery-busy";
     const LATE_TOPICS: usize = 40;
     let dir = common::test_dir();
-    let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(BUSY, 4)])
+    let broker = MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(BUSY, 4)])
         .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
     // Long passes: every pass over the busy ring takes up to this many

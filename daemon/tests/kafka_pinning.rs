@@ -1,7 +1,7 @@
 //! librdkafka's threads pinned through the on_thread_start interceptor. Its
 //! own test binary: it inspects every `rdk:` thread of the process.
 
-mod kafka_common;
+use shmkafkad_test_support::kafka_common;
 
 use std::time::{Duration, Instant};
 

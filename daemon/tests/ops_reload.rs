@@ -3,13 +3,13 @@
 //! moves to a new address, and an invalid new file is refused with the
 //! reason logged while the running configuration stays.
 
-mod common;
+use shmkafkad_test_support::common;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{daemon_options, test_dir, MOCK_BROKER};
+use common::{daemon_options, mock_broker_bin, test_dir};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use shmkafka_client::{Error, Message, Producer, ProducerOptions};
@@ -58,7 +58,7 @@ fn serves_metrics(port: u16) -> bool {
 #[test]
 fn sighup_applies_topics_and_metrics_and_refuses_invalid_files() {
     let broker = MockBrokerProcess::start_with_binary(
-        MOCK_BROKER.as_ref(),
+        mock_broker_bin(),
         1,
         &[("before-a", 1), ("after-b", 1), ("after-c", 1)],
     )

@@ -8,7 +8,7 @@
 //! the codec would make it larger (random bytes do), which is right for the
 //! user but would prove nothing here.
 
-mod common;
+use shmkafkad_test_support::common;
 
 use std::time::Duration;
 

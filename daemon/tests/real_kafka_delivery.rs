@@ -4,8 +4,8 @@
 //! topic is read back with this project's verifier (every byte, per-thread
 //! order, exactly once) and with Kafka's own console consumer.
 
-mod common;
-mod kafka_real;
+use shmkafkad_test_support::common;
+use shmkafkad_test_support::kafka_real;
 
 use shmkafka_testkit::KafkaOptions;
 use std::time::{Duration, Instant};

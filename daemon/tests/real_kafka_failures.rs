@@ -5,7 +5,7 @@
 //! is fixed; and a daemon started while the cluster is unreachable holds
 //! its clients' records and delivers them when the cluster appears.
 
-mod spool_support;
+use shmkafkad_test_support::spool_support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -268,7 +268,7 @@ fn daemon_started_before_the_cluster_holds_records_and_delivers_them() {
     }
     // Held, not failed: the daemon says so in `status`.
     std::thread::sleep(Duration::from_secs(3));
-    let status = std::process::Command::new(spool_support::SHMKAFKAD)
+    let status = std::process::Command::new(spool_support::shmkafkad_bin())
         .args(["status", "--json", "--socket"])
         .arg(daemon.socket())
         .output()

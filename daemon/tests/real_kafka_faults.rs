@@ -11,9 +11,9 @@
 //! (`enable.idempotence=true`, `acks=all`, no message timeout): without a
 //! daemon crash, duplicates must be 0.
 
-mod common;
-mod fault_support;
-mod kafka_real;
+use shmkafkad_test_support::common;
+use shmkafkad_test_support::fault_support;
+use shmkafkad_test_support::kafka_real;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -12,9 +12,9 @@
 //! In each, every record reaches Kafka (read back by this project's
 //! verifier and by Kafka's console consumer) and none is spooled.
 
-mod common;
-mod fault_support;
-mod kafka_real;
+use shmkafkad_test_support::common;
+use shmkafkad_test_support::fault_support;
+use shmkafkad_test_support::kafka_real;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -52,7 +52,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// Records in the dead-letter spool under `dir`.
 fn spooled(dir: &std::path::Path) -> usize {
-    let out = std::process::Command::new(common::SHMKAFKAD)
+    let out = std::process::Command::new(common::shmkafkad_bin())
         .args(["spool", "list", "--json", "--dir"])
         .arg(dir)
         .env_remove("RUST_LOG")

@@ -11,8 +11,8 @@
 //! daemon uses; Kafka's tools and the verifying consumers use the
 //! `PLAINTEXT` listener beside it.
 
-mod common;
-mod kafka_real;
+use shmkafkad_test_support::common;
+use shmkafkad_test_support::kafka_real;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -168,7 +168,7 @@ fn send_values(producer: &Producer, topic: &str, count: usize) -> Vec<Vec<u8>> {
 /// acknowledged or failed, and the rings must hold records.
 fn assert_held(socket: &Path, time: Duration) -> serde_json::Value {
     std::thread::sleep(time);
-    let out = std::process::Command::new(common::SHMKAFKAD)
+    let out = std::process::Command::new(common::shmkafkad_bin())
         .args(["status", "--json", "--socket"])
         .arg(socket)
         .output()
@@ -339,7 +339,7 @@ fn sasl_ssl_scram_sha_512_with_a_password_file_and_a_wrong_password_fixed_by_res
         (1..=2).contains(&lines),
         "{lines} log lines for the refused password in 6 s:\n{log}"
     );
-    let check = std::process::Command::new(common::SHMKAFKAD)
+    let check = std::process::Command::new(common::shmkafkad_bin())
         .arg("--check-config")
         .arg("--bootstrap-servers")
         .arg(cluster.client_bootstrap_servers().unwrap())
@@ -457,7 +457,7 @@ fn sasl_plaintext_plain_and_acls_refuse_one_topic_while_another_flows() {
     want.sort();
     assert_eq!(values_at_broker(&cluster, granted, want.len()), want);
     let spooled = dir.path().join("spool");
-    let listed = std::process::Command::new(common::SHMKAFKAD)
+    let listed = std::process::Command::new(common::shmkafkad_bin())
         .args(["spool", "list", "--json", "--dir"])
         .arg(&spooled)
         .output()

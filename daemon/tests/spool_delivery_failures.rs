@@ -17,7 +17,7 @@
 //!   cluster does not enforce a broker-side limit); the replay runs with the
 //!   default limit.
 
-mod spool_support;
+use shmkafkad_test_support::spool_support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -25,7 +25,7 @@ use std::time::Duration;
 use shmkafka_client::{Message, WhenFull};
 use shmkafka_testkit::{consume_all, unique_name, MockBrokerProcess};
 use spool_support::{
-    by_seq, client, list_json, spool_cli, spool_files, start_daemon, Rec, MOCK_BROKER,
+    by_seq, client, list_json, mock_broker_bin, spool_cli, spool_files, start_daemon, Rec,
 };
 
 const GOOD: &str = "spool-good";
@@ -62,8 +62,8 @@ fn record(topic: &str, i: usize, value_len: usize) -> Rec {
 fn permanent_failures_are_spooled_listed_and_replayed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let spool = dir.path().join("spool");
-    let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(GOOD, 1)])
-        .expect("broker");
+    let broker =
+        MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(GOOD, 1)]).expect("broker");
     let daemon = start_daemon(
         dir.path(),
         broker.bootstrap_servers(),

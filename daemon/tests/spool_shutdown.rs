@@ -3,14 +3,14 @@
 //! ring dies with the daemon), while a live client's records stay in its
 //! ring for the next daemon. The spooled ones replay to a working broker.
 
-mod spool_support;
+use shmkafkad_test_support::spool_support;
 
 use std::time::Duration;
 
 use shmkafka_client::{Message, WhenFull};
 use shmkafka_testkit::wait_until;
 use shmkafka_testkit::{consume_all, free_port, MockBrokerProcess};
-use spool_support::{client, list_json, spool_cli, start_daemon, MOCK_BROKER};
+use spool_support::{client, list_json, mock_broker_bin, spool_cli, start_daemon};
 
 const TOPIC: &str = "spool-shutdown";
 
@@ -94,8 +94,8 @@ fn gone_clients_records_are_spooled_at_shutdown_live_ones_stay_in_the_ring() {
     // The live client's records are still its own, unreleased.
     assert!(live.stats().unacknowledged_bytes > 0);
 
-    let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(TOPIC, 2)])
-        .expect("broker");
+    let broker =
+        MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(TOPIC, 2)]).expect("broker");
     let out = spool_cli(&[
         "replay",
         "--dir",

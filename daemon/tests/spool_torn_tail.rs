@@ -3,14 +3,14 @@
 //! the damage with a warning, never a panic; replay delivers the intact
 //! records and the rewrite leaves a clean spool.
 
-mod spool_support;
+use shmkafkad_test_support::spool_support;
 
 use std::time::Duration;
 
 use shmkafka_client::{Message, WhenFull};
 use shmkafka_testkit::{consume_all, MockBrokerProcess};
 use spool_support::{
-    client, list_json, parse_list, spool_cli, spool_files, start_daemon, MOCK_BROKER,
+    client, list_json, mock_broker_bin, parse_list, spool_cli, spool_files, start_daemon,
 };
 
 const TOPIC: &str = "spool-torn";
@@ -19,8 +19,8 @@ const TOPIC: &str = "spool-torn";
 fn torn_tail_and_damage_are_skipped_with_a_warning_and_the_rest_replays() {
     let dir = tempfile::tempdir().expect("tempdir");
     let spool = dir.path().join("spool");
-    let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(TOPIC, 1)])
-        .expect("broker");
+    let broker =
+        MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(TOPIC, 1)]).expect("broker");
     let mut daemon = start_daemon(
         dir.path(),
         broker.bootstrap_servers(),

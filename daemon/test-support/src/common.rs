@@ -9,24 +9,40 @@
 //! identity, so the verifier regenerates the expected record instead of
 //! trusting anything the producers report.
 
-#![allow(dead_code)] // each test binary uses a different subset
-
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
-use std::sync::mpsc;
+use std::sync::{mpsc, OnceLock};
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use shmkafka_client::{Message, Producer, ProducerOptions, WhenFull};
-use shmkafka_testkit::{consume_all_with, ChildRole, ConsumeOptions, ConsumedRecord};
+use shmkafka_testkit::{
+    consume_all_with, locate_binary, ChildRole, ConsumeOptions, ConsumedRecord, MOCK_BROKER_BIN,
+    MOCK_BROKER_BIN_ENV, SHMKAFKAD_BIN, SHMKAFKAD_BIN_ENV,
+};
 use shmkafka_testkit::{wait_timeout, DaemonOptions};
 
-pub const SHMKAFKAD: &str = env!("CARGO_BIN_EXE_shmkafkad");
-pub const MOCK_BROKER: &str = env!("CARGO_BIN_EXE_shmkafka-mock-broker");
+/// The `shmkafkad` binary under test (built by cargo beside the test
+/// executable, or `SHMKAFKAD_BIN`).
+pub fn shmkafkad_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        locate_binary(SHMKAFKAD_BIN, SHMKAFKAD_BIN_ENV).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+/// The `shmkafka-mock-broker` binary (beside the test executable, or
+/// `SHMKAFKA_MOCK_BROKER_BIN`).
+pub fn mock_broker_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        locate_binary(MOCK_BROKER_BIN, MOCK_BROKER_BIN_ENV).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
 
 /// How an `e2e_*` binary re-executes itself as a client.
 const ROLE: ChildRole = ChildRole {
@@ -51,7 +67,7 @@ pub const LARGEST_VALUE: usize = 512 * 1024;
 /// The daemon built with these tests, listening on `socket` and producing
 /// to `bootstrap` (logs, config and spool next to the socket).
 pub fn daemon_options(socket: &Path, bootstrap: &str) -> DaemonOptions {
-    DaemonOptions::new(SHMKAFKAD, socket, bootstrap)
+    DaemonOptions::new(shmkafkad_bin(), socket, bootstrap)
 }
 
 /// A temp dir for sockets and logs; world-traversable so that a client

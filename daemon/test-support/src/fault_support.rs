@@ -7,8 +7,6 @@
 //! Records are those of `common::Workload` (identity in an `e2e-id`
 //! header, everything else a function of it), checked by `common::verify`.
 
-#![allow(dead_code)] // each test binary uses a different subset
-
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -22,7 +20,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use shmkafka_client::{Message, Producer, ProducerOptions, Topic, WhenFull};
 use shmkafka_testkit::{consume_all_with, ChildRole, ConsumeOptions};
 
-use crate::common::{self, env_num, Guarantee, RecordId, Workload, SHMKAFKAD};
+use crate::common::{self, env_num, shmkafkad_bin, Guarantee, RecordId, Workload};
 
 /// How a `fault_*` binary re-executes itself as a child.
 const ROLE: ChildRole = ChildRole {
@@ -453,7 +451,7 @@ pub fn send_record(
 /// `shmkafkad status --json`: the clients array; `None` if the daemon did
 /// not answer.
 pub fn status_clients(socket: &Path) -> Option<Vec<serde_json::Value>> {
-    let out = Command::new(SHMKAFKAD)
+    let out = Command::new(shmkafkad_bin())
         .args(["status", "--json", "--socket"])
         .arg(socket)
         .env_remove("RUST_LOG")

@@ -1,8 +1,6 @@
 //! Plumbing of the `spool_*` tests: a daemon with a spool directory, the
 //! `shmkafkad spool` CLI, and what was sent versus what the spool lists.
 
-#![allow(dead_code)] // each test binary uses a different subset
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -10,8 +8,7 @@ use std::process::{Command, Output};
 use shmkafka_client::{Producer, ProducerOptions, WhenFull};
 use shmkafka_testkit::{DaemonOptions, DaemonProcess};
 
-pub const SHMKAFKAD: &str = env!("CARGO_BIN_EXE_shmkafkad");
-pub const MOCK_BROKER: &str = env!("CARGO_BIN_EXE_shmkafka-mock-broker");
+pub use crate::common::{mock_broker_bin, shmkafkad_bin};
 
 /// Starts a daemon in `dir` producing to `bootstrap`, spooling to
 /// `spool_dir`, with extra `-X` properties and config text.
@@ -22,7 +19,7 @@ pub fn start_daemon(
     properties: &[(&str, &str)],
     extra_config: &str,
 ) -> DaemonProcess {
-    let mut options = DaemonOptions::new(SHMKAFKAD, &dir.join("shmkafkad.sock"), bootstrap)
+    let mut options = DaemonOptions::new(shmkafkad_bin(), &dir.join("shmkafkad.sock"), bootstrap)
         .spool_dir(spool_dir)
         .config(extra_config);
     for (key, value) in properties {
@@ -45,7 +42,7 @@ pub fn client(daemon: &DaemonProcess, ring_capacity: usize, when_full: WhenFull)
 
 /// Runs `shmkafkad spool ARGS`.
 pub fn spool_cli(args: &[&str]) -> Output {
-    Command::new(SHMKAFKAD)
+    Command::new(shmkafkad_bin())
         .arg("spool")
         .args(args)
         .env_remove("RUST_LOG")
