@@ -53,5 +53,14 @@ strip --strip-debug "$lib/libshmkafka.so.$version" "$lib/libshmkafka.a"
 # to a separate -dbgsym.ddeb. cargo-deb prints the package path on stdout.
 deb="$(cargo deb -p shmkafkad --no-build --dbgsym | tail -n1)"
 echo "built $deb"
+# librdkafka links the system's OpenSSL, SASL and zstd, so their security
+# updates reach the daemon: the package must depend on them.
+depends="$(dpkg-deb -f "$deb" Depends)"
+for lib in libssl libsasl2 libzstd; do
+    if ! grep -q "$lib" <<< "$depends"; then
+        echo "build-deb.sh: $deb does not depend on $lib (Depends: $depends)" >&2
+        exit 1
+    fi
+done
 dpkg-deb --info "$deb"
 dpkg-deb --contents "$deb"

@@ -14,8 +14,8 @@ pub use shmkafka_testkit::die_with_parent;
 /// next to the bench binary).
 pub use shmkafka_testkit::SHMKAFKAD_BIN_ENV;
 use shmkafka_testkit::{
-    locate_binary, ChildGuard, DaemonOptions, DaemonProcess, MockBrokerProcess, Tansu,
-    SHMKAFKAD_BIN,
+    locate_binary, ChildGuard, DaemonOptions, DaemonProcess, KafkaCluster, KafkaOptions,
+    MockBrokerProcess, Tansu, SHMKAFKAD_BIN,
 };
 
 /// Options every broker-facing scenario takes: where to produce, where to
@@ -78,6 +78,9 @@ pub enum Path2Kafka {
     Daemon,
     /// rust-rdkafka `BaseProducer` in the client process.
     InProcess,
+    /// Kafka's own Java producer: `ProducerPerformance` from
+    /// `kafka-tools`, one JVM per client (produce scenario only).
+    Java,
 }
 
 impl Path2Kafka {
@@ -86,6 +89,7 @@ impl Path2Kafka {
         match self {
             Path2Kafka::Daemon => "daemon",
             Path2Kafka::InProcess => "in-process",
+            Path2Kafka::Java => "java",
         }
     }
 }
@@ -228,6 +232,64 @@ pub fn value_of(size: usize) -> Vec<u8> {
     (0..size).map(|i| (i % 251) as u8).collect()
 }
 
+/// What the records' values hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+pub enum Payload {
+    /// One fixed byte pattern per size ([`value_of`]); compresses to
+    /// almost nothing, so it says nothing about codecs.
+    Pattern,
+    /// JSON lines of about `size` bytes that differ per record (order
+    /// events with varying ids, quantities and prices), compressible as
+    /// application logs and events are.
+    Json,
+}
+
+impl Payload {
+    /// The command-line spelling.
+    pub fn arg(self) -> &'static str {
+        match self {
+            Payload::Pattern => "pattern",
+            Payload::Json => "json",
+        }
+    }
+}
+
+/// Distinct values a client cycles through for [`Payload::Json`]: enough
+/// that a batch does not repeat records.
+const JSON_POOL: usize = 4096;
+
+/// The values a client sends, in turn.
+pub fn values_of(payload: Payload, size: usize) -> Vec<Vec<u8>> {
+    match payload {
+        Payload::Pattern => vec![value_of(size)],
+        Payload::Json => (0..JSON_POOL).map(|i| json_line(i, size)).collect(),
+    }
+}
+
+/// An order event as JSON, padded or cut to exactly `size` bytes.
+fn json_line(i: usize, size: usize) -> Vec<u8> {
+    let mut line = format!(
+        r#"{{"order_id":{},"customer":"customer-{}","status":"{}","items":["#,
+        i * 7919 % 1_000_003,
+        i * 31 % 977,
+        ["PLACED", "PAID", "SHIPPED"][i % 3]
+    );
+    let mut n = 0;
+    while line.len() < size {
+        line.push_str(&format!(
+            r#"{{"sku":"SKU-{:05}","qty":{},"price_cents":{},"warehouse":"eu-west-{}"}},"#,
+            (i * 7 + n * 13) % 50_000,
+            1 + (i + n) % 9,
+            199 + (i * 31 + n * 17) % 10_000,
+            n % 3
+        ));
+        n += 1;
+    }
+    let mut bytes = line.into_bytes();
+    bytes.truncate(size);
+    bytes
+}
+
 /// Spawns `command` guarded: SIGKILLed when the guard drops (also when the
 /// bench fails) or when the bench dies.
 pub fn spawn_guarded(command: &mut Command) -> anyhow::Result<ChildGuard> {
@@ -256,6 +318,7 @@ pub struct Broker {
 enum BrokerKind {
     Mock(MockBrokerProcess),
     Tansu(Tansu),
+    Kafka(KafkaCluster),
     External,
 }
 
@@ -278,6 +341,17 @@ impl Broker {
         })
     }
 
+    /// Starts Apache Kafka (1 broker, or 3 with replication) with its data
+    /// in `dir`.
+    pub fn start_kafka(dir: &Path, nodes: usize) -> anyhow::Result<Broker> {
+        let cluster = KafkaCluster::start(dir, &KafkaOptions::nodes(nodes))?;
+        let bootstrap = cluster.bootstrap_servers().to_owned();
+        Ok(Broker {
+            kind: BrokerKind::Kafka(cluster),
+            bootstrap,
+        })
+    }
+
     /// Starts tansu with its SQLite storage in `dir`.
     pub fn start_tansu(dir: &Path) -> anyhow::Result<Broker> {
         let tansu = Tansu::start(dir)?;
@@ -293,12 +367,18 @@ impl Broker {
         &self.bootstrap
     }
 
-    /// Process id of a broker started here (none for `--bootstrap`).
-    pub fn pid(&self) -> Option<u32> {
+    /// Process ids of the brokers started here (none for `--bootstrap`),
+    /// whose CPU time is the broker's cost.
+    pub fn pids(&self) -> Vec<u32> {
         match &self.kind {
-            BrokerKind::Mock(mock) => Some(mock.pid()),
-            BrokerKind::Tansu(tansu) => Some(tansu.pid()),
-            BrokerKind::External => None,
+            BrokerKind::Mock(mock) => vec![mock.pid()],
+            BrokerKind::Tansu(tansu) => vec![tansu.pid()],
+            BrokerKind::Kafka(cluster) => cluster
+                .node_ids()
+                .into_iter()
+                .filter_map(|node| cluster.pid(node))
+                .collect(),
+            BrokerKind::External => Vec::new(),
         }
     }
 
@@ -314,15 +394,34 @@ impl Broker {
                 format!("librdkafka mock cluster (own process, pid {})", mock.pid())
             }
             BrokerKind::Tansu(tansu) => format!("tansu (SQLite storage, pid {})", tansu.pid()),
+            BrokerKind::Kafka(cluster) => format!(
+                "Apache Kafka {} x{} (KRaft, pids {:?})",
+                shmkafka_testkit::KAFKA_VERSION,
+                cluster.node_ids().len(),
+                self.pids()
+            ),
             BrokerKind::External => self.bootstrap.clone(),
         }
     }
 
-    /// Creates `topic` where topics are not auto-created (tansu); the mock
-    /// cluster auto-creates, and an external broker is the caller's.
+    /// Creates `topic` where topics are not auto-created (tansu, Apache
+    /// Kafka: replicated to every node up to 3, `min.insync.replicas=2`
+    /// with 3, as production runs them); the mock cluster auto-creates, and
+    /// an external broker is the caller's.
     pub fn create_topic(&self, topic: &str, partitions: u32) -> anyhow::Result<()> {
-        if let BrokerKind::Tansu(tansu) = &self.kind {
-            tansu.create_topic(topic, partitions)?;
+        match &self.kind {
+            BrokerKind::Tansu(tansu) => tansu.create_topic(topic, partitions)?,
+            BrokerKind::Kafka(cluster) => {
+                let replicas = cluster.node_ids().len().min(3) as u32;
+                let min_isr = if replicas >= 3 { "2" } else { "1" };
+                cluster.create_topic(
+                    topic,
+                    partitions,
+                    replicas,
+                    &[("min.insync.replicas", min_isr)],
+                )?;
+            }
+            BrokerKind::Mock(_) | BrokerKind::External => {}
         }
         Ok(())
     }

@@ -342,6 +342,7 @@ pub fn child(args: &LatencyChildArgs) -> anyhow::Result<()> {
     let m = match args.target.mode {
         Path2Kafka::Daemon => child_daemon(args, &value)?,
         Path2Kafka::InProcess => child_in_process(args, &value)?,
+        Path2Kafka::Java => anyhow::bail!("the latency scenario has no Java path"),
     };
     println!("{RESULT_PREFIX}{}", serde_json::to_string(&m)?);
     Ok(())
@@ -615,6 +616,7 @@ fn path_label(path: Path2Kafka) -> &'static str {
     match path {
         Path2Kafka::Daemon => "daemon",
         Path2Kafka::InProcess => "in-proc",
+        Path2Kafka::Java => "java",
     }
 }
 

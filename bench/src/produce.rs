@@ -20,9 +20,12 @@ use rdkafka::ClientContext;
 use serde::Serialize;
 use shmkafka_client::{Message, Producer as ShmProducer, ProducerOptions};
 
+mod java;
+
 use crate::harness::{
     bench_child, process_cpu_seconds, progress, self_cpu_seconds, send_in_process, spawn_guarded,
-    start_daemon, value_of, wall_ns, Broker, ChildTarget, Daemon, Path2Kafka, ScenarioArgs,
+    start_daemon, values_of, wall_ns, Broker, ChildTarget, Daemon, Path2Kafka, Payload,
+    ScenarioArgs,
 };
 
 /// Options of the `produce` scenario.
@@ -61,9 +64,25 @@ pub struct ProduceArgs {
     /// create each case's topic on it, instead of the mock cluster.
     #[arg(long)]
     pub tansu: bool,
-    /// Partitions of each case's topic (tansu; the mock cluster auto-creates 4).
+    /// Start Apache Kafka with this many brokers (1, or 3 with
+    /// `replication.factor=3, min.insync.replicas=2`) from its Maven
+    /// Central jars, and create each case's topic on it.
+    #[arg(long, value_name = "NODES")]
+    pub kafka: Option<usize>,
+    /// Partitions of each case's topic (tansu, Kafka; the mock cluster
+    /// auto-creates 4).
     #[arg(long, default_value_t = 4)]
     pub partitions: u32,
+    /// What the values hold: `pattern` (one fixed pattern) or `json`
+    /// (order events that differ per record, compressible as real ones;
+    /// use it to compare `compression.type` variants).
+    #[arg(long, value_enum, default_value_t = Payload::Pattern)]
+    pub payload: Payload,
+    /// Also measure Kafka's own Java producer (`ProducerPerformance` from
+    /// kafka-tools, one JVM per client, the same acks, idempotence,
+    /// linger.ms and batch.size); needs --kafka or --bootstrap.
+    #[arg(long)]
+    pub java: bool,
     /// A daemon configuration to measure, as `LABEL:KEY=VALUE;KEY=VALUE`
     /// (repeatable; default: one variant `daemon` with the defaults). A KEY
     /// `kafka.PROP` sets a librdkafka property; any other `section.key`
@@ -95,6 +114,9 @@ pub struct ProduceChildArgs {
     /// Records per second to offer (0: unpaced).
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
+    /// What the values hold.
+    #[arg(long, value_enum, default_value_t = Payload::Pattern)]
+    pub payload: Payload,
 }
 
 /// Paces a sender to `rate` records per second in bursts: what is due is
@@ -177,10 +199,11 @@ struct ChildReport {
 
 /// A client process: send, wait for acknowledgements, report.
 pub fn child(args: &ProduceChildArgs) -> anyhow::Result<()> {
-    let value = value_of(args.size);
+    let values = values_of(args.payload, args.size);
     let report = match args.target.mode {
-        Path2Kafka::Daemon => child_daemon(args, &value)?,
-        Path2Kafka::InProcess => child_in_process(args, &value)?,
+        Path2Kafka::Daemon => child_daemon(args, &values)?,
+        Path2Kafka::InProcess => child_in_process(args, &values)?,
+        Path2Kafka::Java => bail!("Java clients run ProducerPerformance, not this binary"),
     };
     println!(
         "report {} {} {} {} {}",
@@ -189,7 +212,7 @@ pub fn child(args: &ProduceChildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn child_daemon(args: &ProduceChildArgs, value: &[u8]) -> anyhow::Result<ChildReport> {
+fn child_daemon(args: &ProduceChildArgs, values: &[Vec<u8>]) -> anyhow::Result<ChildReport> {
     let producer = ShmProducer::connect_with(ProducerOptions {
         socket_path: args.target.socket.clone(),
         client_name: format!("bench-{}", args.index),
@@ -203,6 +226,7 @@ fn child_daemon(args: &ProduceChildArgs, value: &[u8]) -> anyhow::Result<ChildRe
     for i in 0..args.records as u64 {
         pacer.wait_for(i);
         let key = (base + i).to_be_bytes();
+        let value = &values[i as usize % values.len()];
         producer.send(&topic, &Message::new().key(&key).value(value))?;
     }
     let report = producer.flush(Duration::from_secs(600))?;
@@ -236,7 +260,7 @@ impl ProducerContext for Counting {
     }
 }
 
-fn child_in_process(args: &ProduceChildArgs, value: &[u8]) -> anyhow::Result<ChildReport> {
+fn child_in_process(args: &ProduceChildArgs, values: &[Vec<u8>]) -> anyhow::Result<ChildReport> {
     let config = args.target.in_process_config()?;
     let producer: BaseProducer<Counting> = config.create_with_context(Counting {
         delivered: 0.into(),
@@ -256,7 +280,7 @@ fn child_in_process(args: &ProduceChildArgs, value: &[u8]) -> anyhow::Result<Chi
         let key = (base + i).to_be_bytes();
         let record = BaseRecord::to(&args.target.topic)
             .key(&key[..])
-            .payload(value);
+            .payload(&values[i as usize % values.len()][..]);
         send_in_process(&producer, record)?;
     }
     producer.flush(Duration::from_secs(600))?;
@@ -272,7 +296,7 @@ fn child_in_process(args: &ProduceChildArgs, value: &[u8]) -> anyhow::Result<Chi
 }
 
 /// One cell of the table: who produces, how many clients, what size.
-struct Case<'a> {
+pub(crate) struct Case<'a> {
     mode: Path2Kafka,
     variant: &'a str,
     clients: usize,
@@ -280,7 +304,8 @@ struct Case<'a> {
     records: usize,
     topic: &'a str,
     rate_per_client: u64,
-    broker_pid: Option<u32>,
+    payload: Payload,
+    broker_pids: &'a [u32],
 }
 
 fn run_case(
@@ -297,7 +322,15 @@ fn run_case(
         ..
     } = *case;
     let daemon_cpu0 = daemon.map(|d| process_cpu_seconds(d.pid())).transpose()?;
-    let broker_cpu0 = case.broker_pid.map(process_cpu_seconds).transpose()?;
+    let brokers_cpu = || -> anyhow::Result<f64> {
+        case.broker_pids
+            .iter()
+            .map(|&pid| process_cpu_seconds(pid))
+            .sum()
+    };
+    let broker_cpu0 = (!case.broker_pids.is_empty())
+        .then(brokers_cpu)
+        .transpose()?;
     let mut children = Vec::new();
     for index in 0..clients {
         let mut command = bench_child("produce-child")?;
@@ -312,6 +345,7 @@ fn run_case(
             ])
             .args(["--index", &index.to_string(), "--bootstrap", bootstrap])
             .args(["--rate", &case.rate_per_client.to_string()])
+            .args(["--payload", case.payload.arg()])
             .stdout(Stdio::piped());
         if let Some(d) = daemon {
             command.arg("--socket").arg(d.socket());
@@ -351,9 +385,9 @@ fn run_case(
         (Some(d), Some(c0)) => Some((process_cpu_seconds(d.pid())? - c0) / million),
         _ => None,
     };
-    let broker_cpu = match (case.broker_pid, broker_cpu0) {
-        (Some(pid), Some(c0)) => Some((process_cpu_seconds(pid)? - c0) / million),
-        _ => None,
+    let broker_cpu = match broker_cpu0 {
+        Some(c0) => Some((brokers_cpu()? - c0) / million),
+        None => None,
     };
     Ok(ProduceResult {
         mode,
@@ -429,15 +463,19 @@ pub fn parse_variant(spec: &str) -> anyhow::Result<Variant> {
 /// Runs every case and prints the comparison.
 pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
     let dir = tempfile::tempdir()?;
+    let started_here = usize::from(args.tansu) + usize::from(args.kafka.is_some());
     anyhow::ensure!(
-        !(args.tansu && args.common.bootstrap.is_some()),
-        "--tansu starts a broker; it cannot be combined with --bootstrap"
+        started_here + usize::from(args.common.bootstrap.is_some()) <= 1,
+        "--tansu, --kafka and --bootstrap each name the broker: give one"
     );
     let broker = if args.tansu {
         Broker::start_tansu(&dir.path().join("tansu"))?
+    } else if let Some(nodes) = args.kafka {
+        Broker::start_kafka(&dir.path().join("kafka"), nodes)?
     } else {
         Broker::start(args.common.bootstrap.as_deref())?
     };
+    let broker_pids = broker.pids();
     let bootstrap = broker.bootstrap().to_owned();
     let variants = if args.variants.is_empty() {
         vec![parse_variant("daemon")?]
@@ -472,42 +510,51 @@ pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
             .join(", ")
     );
     anyhow::ensure!(args.repeat >= 1, "--repeat must be at least 1");
-    let cells = args.sizes.len() * args.clients.len() * (1 + variants.len()) * args.repeat;
+    anyhow::ensure!(
+        !args.java || !broker.is_mock(),
+        "--java needs a real broker (--kafka N or --bootstrap): the mock cluster runs inside librdkafka"
+    );
+    let peers = 1 + usize::from(args.java);
+    let cells = args.sizes.len() * args.clients.len() * (peers + variants.len()) * args.repeat;
     let progress = progress(cells as u64, "cases");
     let mut results = Vec::new();
     let mut case_no = 0;
     for &size in &args.sizes {
         let records = (args.bytes_per_client / size.max(1)).clamp(1, args.max_records);
         for &clients in &args.clients {
-            let runners: Vec<(&str, Option<&Daemon>)> = std::iter::once(("in-process", None))
-                .chain(
-                    variants
-                        .iter()
-                        .zip(&daemons)
-                        .map(|(v, d)| (v.label.as_str(), Some(d))),
-                )
-                .collect();
+            let runners: Vec<(&str, Path2Kafka, Option<&Daemon>)> =
+                std::iter::once(("in-process", Path2Kafka::InProcess, None))
+                    .chain(args.java.then_some(("java", Path2Kafka::Java, None)))
+                    .chain(
+                        variants
+                            .iter()
+                            .zip(&daemons)
+                            .map(|(v, d)| (v.label.as_str(), Path2Kafka::Daemon, Some(d))),
+                    )
+                    .collect();
             let mut runs: Vec<Vec<ProduceResult>> = vec![Vec::new(); runners.len()];
-            for (i, &(label, daemon)) in (0..args.repeat).flat_map(|_| runners.iter().enumerate()) {
+            for (i, &(label, mode, daemon)) in
+                (0..args.repeat).flat_map(|_| runners.iter().enumerate())
+            {
                 case_no += 1;
                 let topic = format!("bench-{case_no}-{}", std::process::id());
                 broker.create_topic(&topic, args.partitions)?;
                 let case = Case {
-                    mode: if daemon.is_some() {
-                        Path2Kafka::Daemon
-                    } else {
-                        Path2Kafka::InProcess
-                    },
+                    mode,
                     variant: label,
                     clients,
                     size,
                     records,
                     topic: &topic,
                     rate_per_client: args.rate_per_client,
-                    broker_pid: broker.pid(),
+                    payload: args.payload,
+                    broker_pids: &broker_pids,
                 };
                 progress.set_message(format!("{label}, {clients} clients, {size} B"));
-                let result = run_case(&case, &bootstrap, daemon)?;
+                let result = match mode {
+                    Path2Kafka::Java => java::run_case(&case, &bootstrap, dir.path())?,
+                    _ => run_case(&case, &bootstrap, daemon)?,
+                };
                 progress.println(format!(
                     "{label} clients={clients} size={size} -> {:.0} records/s delivered, client CPU {:.3} s/M",
                     result.records_per_sec, result.client_cpu_s_per_million

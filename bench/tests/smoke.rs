@@ -1,5 +1,6 @@
 //! Runs the `latency` and `scale` scenarios end to end with tiny counts
-//! against the mock cluster: the real daemon, client processes and broker.
+//! against the mock cluster, and `produce` against Apache Kafka with the
+//! Java producer: the real daemon, client processes and brokers.
 //!
 //! The daemon and mock-broker binaries are not built by `cargo test -p
 //! shmkafka-bench` (cargo builds a dependency's library only): build them
@@ -137,5 +138,41 @@ fn scale_scenario_runs_end_to_end() {
     }
     for name in ["scale-cpu.svg", "scale-rss.svg"] {
         assert!(plots.join(name).is_file(), "{name}");
+    }
+}
+
+/// `produce --kafka 1 --java --payload json`: Apache Kafka started by the
+/// bench, Kafka's own Java producer beside the in-process one and the
+/// daemon, every record acknowledged on every path.
+#[test]
+fn produce_against_apache_kafka_with_the_java_producer() {
+    require_binaries();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("produce.json");
+    let table = run_bench(&[
+        "produce",
+        "--kafka",
+        "1",
+        "--java",
+        "--payload",
+        "json",
+        "--sizes",
+        "512",
+        "--clients",
+        "2",
+        "--max-records",
+        "2000",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(table.contains("| java |"), "{table}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let results = report.as_array().expect("an array of cells");
+    let modes: Vec<&str> = results.iter().filter_map(|r| r["mode"].as_str()).collect();
+    assert_eq!(modes, ["InProcess", "Java", "Daemon"], "{report}");
+    for r in results {
+        assert_eq!(r["delivered"], 4000, "{r}");
+        assert_eq!(r["failed"], 0, "{r}");
+        assert!(r["broker_cpu_s_per_million"].as_f64().unwrap() > 0.0, "{r}");
     }
 }

@@ -268,6 +268,63 @@ fn mutual_tls() {
             ("ssl.key.location", client_cert.key.display().to_string()),
         ],
     );
+
+    // Without a client certificate the broker rejects the daemon: records
+    // wait, nothing fails.
+    let topic = "mtls-no-client-cert";
+    cluster.create_topic(topic, 1, 1, &[]).expect("topic");
+    let socket = dir.path().join("no-cert.sock");
+    let _daemon = daemon_options(&socket, cluster.client_bootstrap_servers().unwrap())
+        .config(&kafka_section(&[
+            ("security.protocol", "ssl".into()),
+            ("ssl.ca.location", ca.cert.display().to_string()),
+        ]))
+        .start();
+    let producer = client(&socket);
+    send_values(&producer, topic, 50);
+    assert_held(&socket, Duration::from_secs(5));
+    assert_eq!(values_at_broker(&cluster, topic, 0).len(), 0);
+}
+
+/// A broker certificate from the trusted CA but for another host name:
+/// librdkafka checks the name (`ssl.endpoint.identification.algorithm=https`
+/// by default) and does not talk to it.
+#[test]
+fn tls_broker_certificate_for_another_host_refused() {
+    let _serial = serial();
+    let dir = common::test_dir();
+    let ca = TestCa::new(&dir.path().join("pki"), "named").expect("CA");
+    let broker = ca
+        .issue("elsewhere", &["DNS:kafka.elsewhere.example"])
+        .expect("cert");
+    let properties = vec![
+        ("listener.name.client.ssl.keystore.type", "PEM".to_owned()),
+        (
+            "listener.name.client.ssl.keystore.location",
+            broker.keystore.display().to_string(),
+        ),
+    ];
+    let cluster = secured_cluster(dir.path(), "SSL", &properties, &[]);
+    let topic = "tls-wrong-host";
+    cluster.create_topic(topic, 1, 1, &[]).expect("topic");
+    let socket = dir.path().join("wrong-host.sock");
+    let daemon = daemon_options(&socket, cluster.client_bootstrap_servers().unwrap())
+        .config(&kafka_section(&[
+            ("security.protocol", "ssl".into()),
+            ("ssl.ca.location", ca.cert.display().to_string()),
+        ]))
+        .start();
+    let producer = client(&socket);
+    send_values(&producer, topic, 50);
+    let status = assert_held(&socket, Duration::from_secs(5));
+    assert!(
+        status["kafka_errors"]
+            .as_array()
+            .is_some_and(|errors| errors.iter().any(|e| e["name"] == "_SSL")),
+        "status does not name the TLS failure: {status}\n{}",
+        daemon.log_text()
+    );
+    assert_eq!(values_at_broker(&cluster, topic, 0).len(), 0);
 }
 
 #[test]
