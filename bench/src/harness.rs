@@ -2,16 +2,20 @@
 //! processes, child processes that die with the bench, clocks, CPU and
 //! memory readings from `/proc`, and latency summaries.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+pub use shmkafka_testkit::die_with_parent;
+/// Environment variable naming the `shmkafkad` binary to benchmark (default:
+/// next to the bench binary).
+pub use shmkafka_testkit::SHMKAFKAD_BIN_ENV;
 use shmkafka_testkit::{
-    locate_binary, ChildGuard, KafkaCluster, KafkaOptions, MockBrokerProcess, Tansu,
+    locate_binary, ChildGuard, DaemonOptions, DaemonProcess, KafkaCluster, KafkaOptions,
+    MockBrokerProcess, Tansu, SHMKAFKAD_BIN,
 };
 
 /// Options every broker-facing scenario takes: where to produce, where to
@@ -122,10 +126,6 @@ impl ChildTarget {
         Ok(config)
     }
 }
-
-/// Environment variable naming the `shmkafkad` binary to benchmark (default:
-/// next to the bench binary).
-pub const SHMKAFKAD_BIN_ENV: &str = "SHMKAFKAD_BIN";
 
 /// Wall-clock nanoseconds since the epoch (comparable across processes).
 pub fn wall_ns() -> u128 {
@@ -290,25 +290,11 @@ fn json_line(i: usize, size: usize) -> Vec<u8> {
     bytes
 }
 
-/// Makes `command`'s process receive SIGKILL when the spawning thread of
-/// this process exits, so a bench killed without running destructors leaves
-/// no daemon or client behind.
-pub fn die_with_parent(command: &mut Command) -> &mut Command {
-    // SAFETY: the closure runs in the forked child before exec and only makes
-    // the prctl system call, which is async-signal-safe; it touches no memory
-    // shared with the parent.
-    unsafe {
-        command.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(std::io::Error::from)
-        })
-    }
-}
-
 /// Spawns `command` guarded: SIGKILLed when the guard drops (also when the
 /// bench fails) or when the bench dies.
 pub fn spawn_guarded(command: &mut Command) -> anyhow::Result<ChildGuard> {
-    let child = die_with_parent(command)
+    die_with_parent(command);
+    let child = command
         .spawn()
         .with_context(|| format!("spawning {:?}", command.get_program()))?;
     Ok(ChildGuard::new(child))
@@ -441,97 +427,36 @@ impl Broker {
     }
 }
 
-/// A `shmkafkad` child process with its own socket and spool directory;
-/// stopped with SIGTERM on drop (SIGKILL if it does not stop within 10 s),
-/// and SIGKILLed if the bench dies.
-pub struct Daemon {
-    child: Option<Child>,
-    /// Control socket.
-    pub socket: PathBuf,
-}
+/// A `shmkafkad` child process of a scenario (see [`start_daemon`]).
+pub type Daemon = DaemonProcess;
 
-impl Daemon {
-    /// Starts `shmkafkad` in `dir` against `bootstrap` with `extra` arguments
-    /// and waits until its socket accepts connections.
-    pub fn start(dir: &Path, bootstrap: &str, extra: &[String]) -> anyhow::Result<Daemon> {
-        let exe = locate_binary("shmkafkad", SHMKAFKAD_BIN_ENV)
-            .context("cargo build --release -p shmkafkad first")?;
-        Self::start_binary(&exe, dir, bootstrap, extra)
-    }
-
-    /// [`Daemon::start`] with the daemon executable `exe`.
-    pub fn start_binary(
-        exe: &Path,
-        dir: &Path,
-        bootstrap: &str,
-        extra: &[String],
-    ) -> anyhow::Result<Daemon> {
-        let socket = dir.join("shmkafkad.sock");
-        let spool = dir.join("spool");
-        std::fs::create_dir_all(&spool)?;
-        let mut command = Command::new(exe);
-        command
-            .args([
-                "--log-level",
-                "warn",
-                "--bootstrap-servers",
-                bootstrap,
-                "--socket",
-            ])
-            .arg(&socket)
-            .arg("--spool-dir")
-            .arg(&spool)
-            .args(extra)
-            .stdout(Stdio::null());
-        let child = die_with_parent(&mut command)
-            .spawn()
-            .with_context(|| format!("starting {}", exe.display()))?;
-        let mut daemon = Daemon {
-            child: Some(child),
-            socket,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::os::unix::net::UnixStream::connect(&daemon.socket).is_err() {
-            if let Some(status) = daemon.child_mut().try_wait()? {
-                bail!("shmkafkad exited with {status} before listening");
-            }
-            if Instant::now() > deadline {
-                bail!("shmkafkad did not come up within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(daemon)
-    }
-
-    fn child_mut(&mut self) -> &mut Child {
-        self.child.as_mut().expect("child until drop")
-    }
-
-    /// Process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if !matches!(child.try_wait(), Ok(None)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+/// Starts `shmkafkad` (the executable `exe`, or the one built next to this
+/// bench) in `dir`, with its own socket and spool, against `bootstrap`,
+/// with `extra` arguments; waits until its socket accepts connections. It
+/// logs warnings to the bench's stderr, stops with SIGTERM when dropped
+/// (SIGKILL if it does not stop within 10 s), and is SIGKILLed if the bench
+/// dies.
+pub fn start_daemon(
+    exe: Option<&Path>,
+    dir: &Path,
+    bootstrap: &str,
+    extra: &[String],
+) -> anyhow::Result<DaemonProcess> {
+    let exe = match exe {
+        Some(exe) => exe.to_owned(),
+        None => locate_binary(SHMKAFKAD_BIN, SHMKAFKAD_BIN_ENV)
+            .context("cargo build --release -p shmkafkad first")?,
+    };
+    let spool = dir.join("spool");
+    std::fs::create_dir_all(&spool)?;
+    DaemonOptions::new(&exe, &dir.join("shmkafkad.sock"), bootstrap)
+        .spool_dir(&spool)
+        .log_level("warn")
+        .args(extra)
+        .inherit_log()
+        .terminate_on_drop(Duration::from_secs(10))
+        .try_start()
+        .with_context(|| format!("starting {}", exe.display()))
 }
 
 /// Raises the soft open-file limit to the hard limit (children inherit it);

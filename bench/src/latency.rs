@@ -54,7 +54,7 @@ use shmkafka_client::{Message, Producer as ShmProducer, ProducerOptions};
 
 use crate::harness::{
     bench_child, fmt_ns, histogram, percentile_curve, progress, send_in_process, spawn_guarded,
-    value_of, Broker, ChildTarget, Daemon, Path2Kafka, ScenarioArgs, Summary,
+    start_daemon, value_of, Broker, ChildTarget, Daemon, Path2Kafka, ScenarioArgs, Summary,
 };
 use crate::plot::{self, Chart, Scale, Series};
 
@@ -509,7 +509,8 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<LatencyReport> {
     let dir = tempfile::tempdir()?;
     let broker = Broker::start(args.common.bootstrap.as_deref())?;
     let daemon = if args.paths.contains(&Path2Kafka::Daemon) {
-        Some(Daemon::start(
+        Some(start_daemon(
+            None,
             dir.path(),
             broker.bootstrap(),
             &args.common.daemon_args,
@@ -586,7 +587,7 @@ fn run_child(
         .stdout(Stdio::piped());
     if path == Path2Kafka::Daemon {
         let daemon = daemon.as_ref().context("no daemon")?;
-        command.arg("--socket").arg(&daemon.socket);
+        command.arg("--socket").arg(daemon.socket());
     }
     let mut guard = spawn_guarded(&mut command)?;
     let stdout = guard.child.stdout.take().context("child stdout")?;

@@ -24,7 +24,8 @@ mod java;
 
 use crate::harness::{
     bench_child, process_cpu_seconds, progress, self_cpu_seconds, send_in_process, spawn_guarded,
-    values_of, wall_ns, Broker, ChildTarget, Daemon, Path2Kafka, Payload, ScenarioArgs,
+    start_daemon, values_of, wall_ns, Broker, ChildTarget, Daemon, Path2Kafka, Payload,
+    ScenarioArgs,
 };
 
 /// Options of the `produce` scenario.
@@ -347,7 +348,7 @@ fn run_case(
             .args(["--payload", case.payload.arg()])
             .stdout(Stdio::piped());
         if let Some(d) = daemon {
-            command.arg("--socket").arg(&d.socket);
+            command.arg("--socket").arg(d.socket());
         }
         children.push(spawn_guarded(&mut command)?);
     }
@@ -495,10 +496,7 @@ pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
             extra.push("--config".to_owned());
             extra.push(config.display().to_string());
         }
-        let daemon = match &variant.binary {
-            Some(exe) => Daemon::start_binary(exe, &variant_dir, &bootstrap, &extra),
-            None => Daemon::start(&variant_dir, &bootstrap, &extra),
-        };
+        let daemon = start_daemon(variant.binary.as_deref(), &variant_dir, &bootstrap, &extra);
         daemons.push(daemon.with_context(|| format!("variant {}", variant.label))?);
     }
     eprintln!(

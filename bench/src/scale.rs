@@ -33,7 +33,7 @@ use shmkafka_testkit::ChildGuard;
 
 use crate::harness::{
     bench_child, process_cpu_seconds, process_status, progress, raise_nofile_limit, spawn_guarded,
-    value_of, Broker, Daemon, ProcStatus, ScenarioArgs,
+    start_daemon, value_of, Broker, ProcStatus, ScenarioArgs,
 };
 use crate::plot::{self, Chart, Scale, Series};
 
@@ -258,7 +258,7 @@ fn run_case(
     )?;
     let mut daemon_args = vec!["--config".to_owned(), config.display().to_string()];
     daemon_args.extend(args.common.daemon_args.iter().cloned());
-    let daemon = Daemon::start(dir.path(), broker.bootstrap(), &daemon_args)?;
+    let daemon = start_daemon(None, dir.path(), broker.bootstrap(), &daemon_args)?;
     let topic = format!("scale-{case}-{}", std::process::id());
     bar.set_message(format!("{clients} clients: connecting"));
     let mut procs = Vec::with_capacity(clients);
@@ -266,7 +266,7 @@ fn run_case(
         let mut command = bench_child("scale-child")?;
         command
             .arg("--socket")
-            .arg(&daemon.socket)
+            .arg(daemon.socket())
             .args(["--topic", &topic, "--index", &index.to_string()])
             .args(["--rate", &args.rate_per_client.to_string()])
             .args(["--size", &args.size.to_string()])

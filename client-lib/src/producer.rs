@@ -324,6 +324,9 @@ impl Producer {
     }
 
     fn stop(&mut self) {
+        // SYNC POINT (closing): pairs with the Acquire loads in `supervise`
+        // and `sleep_unless_closing`; the supervisor then stops using the
+        // connection this thread is about to drop.
         self.shared.closing.store(true, Ordering::Release);
         self.shared.wake.1.notify_all();
         if let Some(handle) = self.supervisor.take() {
@@ -379,6 +382,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// segment (and the topic ids already used in it) with the next daemon.
 fn supervise(shared: &Shared) {
     let mut backoff = RECONNECT_MIN;
+    // SYNC POINT (closing): see `Producer::stop`.
     while !shared.closing.load(Ordering::Acquire) {
         let closed = {
             let guard = lock(&shared.connection);
@@ -420,6 +424,7 @@ fn supervise(shared: &Shared) {
 fn sleep_unless_closing(shared: &Shared, duration: Duration) {
     let (mutex, condvar) = &shared.wake;
     let guard = lock(mutex);
+    // SYNC POINT (closing): see `Producer::stop`.
     if !shared.closing.load(Ordering::Acquire) {
         let _ = condvar.wait_timeout(guard, duration);
     }

@@ -89,9 +89,9 @@ impl Client {
             topics.resize(index + 1, None);
         }
         topics[index] = name;
-        // SYNC POINT (topics): pairs with the Acquire load in
-        // `topics_version`; a drain thread that sees the new version reads
-        // the table under the lock anyway, so this orders only the counter.
+        // SYNC POINT (topics-version): pairs with the Acquire load in
+        // `topics_version`; a drain thread that sees the new version then
+        // reads the table (under the lock) with this binding in it.
         self.topics_version.fetch_add(1, Ordering::Release);
         Ok(())
     }
@@ -109,8 +109,7 @@ impl Client {
 
     /// Version of the topic table.
     pub fn topics_version(&self) -> u64 {
-        // SYNC POINT (topics): pairs with the Release increment in
-        // `bind_topic`.
+        // SYNC POINT (topics-version): see `bind_topic`.
         self.topics_version.load(Ordering::Acquire)
     }
 
@@ -125,15 +124,14 @@ impl Client {
     /// Records that the control connection closed.
     pub fn mark_disconnected(&self) {
         // SYNC POINT (disconnected): pairs with the Acquire load in
-        // `is_disconnected`; what the connection thread did before (the
-        // last topic bindings) is visible to whoever sees the flag.
+        // `is_disconnected`: a drain thread that sees the flag also sees
+        // every topic the connection bound before it closed.
         self.disconnected.store(true, Ordering::Release);
     }
 
     /// Whether the control connection closed.
     pub fn is_disconnected(&self) -> bool {
-        // SYNC POINT (disconnected): pairs with the Release store in
-        // `mark_disconnected`.
+        // SYNC POINT (disconnected): see `mark_disconnected`.
         self.disconnected.load(Ordering::Acquire)
     }
 

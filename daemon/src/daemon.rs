@@ -9,9 +9,9 @@ use signal_hook::iterator::Signals;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::drain::{DrainOptions, DrainStats, DrainThread};
+use crate::drain::{DrainOptions, DrainThread};
 use crate::kafka::{ProducerOptions, ThreadPinning};
-use crate::metrics::{Endpoint, Telemetry};
+use crate::metrics::{DrainStats, Endpoint, Telemetry};
 use crate::notify::Notifier;
 use crate::registry::{DrainSlot, Registry};
 use crate::server::{AccessPolicy, ControlServer};
@@ -31,6 +31,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 config.drain.kafka_thread_cpus.iter().copied(),
             )?)
         },
+        // Each drain thread gives its producers a feed of its own.
+        statistics: None,
     };
 
     let mut inboxes = Vec::new();
@@ -128,6 +130,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     notifier.stopping();
     // Scrapes keep working during the drain; the endpoint stops with `run`.
+    // SYNC POINT (stopping): pairs with the Acquire loads of `stopping` in
+    // the drain threads' loop and the accept loop; the flag is all they
+    // learn, the Release keeps the signal handling before it in order.
     stopping.store(true, Ordering::Release);
     server.wake();
     if accept.join().is_err() {

@@ -3,13 +3,13 @@
 //! consumer checks that every record arrived exactly once, byte-identical,
 //! in per-thread order.
 
-mod common;
+use shmkafkad_test_support::common;
 
 use std::time::{Duration, Instant};
 
 use common::{
-    consume_and_verify, test_dir, DaemonSpec, Finish, Guarantee, RecordId, SenderSpec, Workload,
-    LARGEST_VALUE, MOCK_BROKER,
+    consume_and_verify, daemon_options, mock_broker_bin, test_dir, Finish, Guarantee, RecordId,
+    SenderSpec, Workload, LARGEST_VALUE,
 };
 use shmkafka_testkit::MockBrokerProcess;
 
@@ -57,13 +57,13 @@ fn deliver_through_mock_broker(topic: &str, daemon_config: Option<&str>, workloa
     let started = Instant::now();
     let dir = test_dir();
     let broker = MockBrokerProcess::start_with_binary(
-        MOCK_BROKER.as_ref(),
+        mock_broker_bin(),
         1,
         &[(topic, workload.partitions as u32)],
     )
     .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
-    let mut spec = DaemonSpec::new(&socket, broker.bootstrap_servers());
+    let mut spec = daemon_options(&socket, broker.bootstrap_servers());
     if let Some(config) = daemon_config {
         spec = spec.config(config);
     }
@@ -135,10 +135,10 @@ fn copied_records_deliver_the_same() {
 fn records_of_exited_clients_are_delivered() {
     let dir = test_dir();
     let topic = "e2e-exit";
-    let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(topic, 4)])
+    let broker = MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(topic, 4)])
         .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
-    let _daemon = DaemonSpec::new(&socket, broker.bootstrap_servers()).start();
+    let _daemon = daemon_options(&socket, broker.bootstrap_servers()).start();
 
     let workload = Workload {
         procs: 2,

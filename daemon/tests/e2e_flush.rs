@@ -1,13 +1,13 @@
 //! End to end: `flush` returns only once the broker has the records, and
 //! times out (instead of claiming success) when the broker cannot take them.
 
-mod common;
+use shmkafkad_test_support::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{
-    consume_and_verify, test_dir, DaemonSpec, Guarantee, RecordId, Workload, MOCK_BROKER,
+    consume_and_verify, daemon_options, mock_broker_bin, test_dir, Guarantee, RecordId, Workload,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -82,12 +82,12 @@ fn stored_count(bootstrap: &str, topic: &str) -> i64 {
 fn flush_returns_only_once_the_broker_has_everything() {
     let dir = test_dir();
     let topic = "e2e-flush";
-    let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(topic, 3)])
+    let broker = MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(topic, 3)])
         .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
     // A longer linger makes an early-returning flush visible: records would
     // still sit in librdkafka's batches when it returns.
-    let _daemon = DaemonSpec::new(&socket, broker.bootstrap_servers())
+    let _daemon = daemon_options(&socket, broker.bootstrap_servers())
         .property("linger.ms", "50")
         .start();
 
@@ -153,10 +153,10 @@ fn assert_flush_times_out(producer: &Producer, timeout: Duration) {
 fn flush_times_out_when_the_broker_is_gone() {
     let dir = test_dir();
     let topic = "e2e-flush-dead";
-    let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(topic, 3)])
+    let broker = MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(topic, 3)])
         .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
-    let _daemon = DaemonSpec::new(&socket, broker.bootstrap_servers()).start();
+    let _daemon = daemon_options(&socket, broker.bootstrap_servers()).start();
     let producer = connect(&socket);
     let handle = producer.topic(topic).expect("topic");
     send_range(&producer, &handle, 0..100);
@@ -176,7 +176,7 @@ fn flush_times_out_when_the_broker_is_unreachable() {
     let dir = test_dir();
     let socket = dir.path().join("shmkafkad.sock");
     let port = free_port().expect("port");
-    let _daemon = DaemonSpec::new(&socket, &format!("127.0.0.1:{port}")).start();
+    let _daemon = daemon_options(&socket, &format!("127.0.0.1:{port}")).start();
     let producer = connect(&socket);
     let handle = producer.topic("e2e-flush-unreachable").expect("topic");
     send_range(&producer, &handle, 0..100);

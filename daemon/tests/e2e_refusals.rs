@@ -2,7 +2,7 @@
 //! the client can act on, and keeps serving good clients afterwards
 //! (checked at the broker).
 
-mod common;
+use shmkafkad_test_support::common;
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    consume_and_verify, test_dir, DaemonSpec, Finish, Guarantee, RecordId, SenderSpec, Workload,
-    MOCK_BROKER,
+    consume_and_verify, daemon_options, mock_broker_bin, test_dir, Finish, Guarantee, RecordId,
+    SenderSpec, Workload,
 };
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
@@ -134,10 +134,10 @@ fn expect_refused(answer: DaemonMessage, code: RefusalCode, needle: &str) -> Str
 fn bad_topics_segments_and_versions_are_refused_and_good_clients_still_deliver() {
     let dir = test_dir();
     let topic = "e2e-allowed";
-    let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(topic, 2)])
+    let broker = MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(topic, 2)])
         .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
-    let _daemon = DaemonSpec::new(&socket, broker.bootstrap_servers())
+    let _daemon = daemon_options(&socket, broker.bootstrap_servers())
         .config("[topics]\nallow = [\"e2e-allowed\", \"e2e-prefix.*\"]\n")
         .start();
     let mut delivered = Vec::new();
@@ -229,7 +229,7 @@ fn bad_topics_segments_and_versions_are_refused_and_good_clients_still_deliver()
 fn peers_off_the_access_list_are_refused() {
     let dir = test_dir();
     let topic = "e2e-access";
-    let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(topic, 2)])
+    let broker = MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(topic, 2)])
         .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
     let me = nix::unistd::getuid().as_raw();
@@ -241,7 +241,7 @@ fn peers_off_the_access_list_are_refused() {
         "test needs a primary gid different from {other}"
     );
     // 0o666 so that the admitted peer (another user) can connect at all.
-    let _daemon = DaemonSpec::new(&socket, broker.bootstrap_servers())
+    let _daemon = daemon_options(&socket, broker.bootstrap_servers())
         .config(&format!(
             "[daemon]\nsocket_mode = 0o666\n[access]\nallowed_uids = [{other}]\nallowed_gids = [{other}]\n"
         ))

@@ -3,16 +3,16 @@
 //! with the next daemon, and every record reaches the broker: exactly once
 //! across a graceful stop, at least once (duplicates counted) across a crash.
 
-mod common;
+use shmkafkad_test_support::common;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    consume_and_verify, test_dir, wait_until, DaemonSpec, Guarantee, RecordId, Workload,
-    MOCK_BROKER,
+    consume_and_verify, daemon_options, mock_broker_bin, test_dir, Guarantee, RecordId, Workload,
 };
 use shmkafka_client::{Producer, ProducerOptions};
+use shmkafka_testkit::wait_until;
 use shmkafka_testkit::MockBrokerProcess;
 
 /// Dispatches re-executed client processes (see `common::run_child_role`).
@@ -39,10 +39,10 @@ enum Stop {
 fn restart_under_live_client(topic: &str, stop: Stop) -> common::Verdict {
     let started = Instant::now();
     let dir = test_dir();
-    let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(topic, 3)])
+    let broker = MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(topic, 3)])
         .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
-    let spec = DaemonSpec::new(&socket, broker.bootstrap_servers());
+    let spec = daemon_options(&socket, broker.bootstrap_servers());
     let mut first = spec.start();
     let mut second = None;
 

@@ -6,12 +6,12 @@
 //! default) every record is delivered exactly once and in order per
 //! producing thread within each partition (`common::verify`).
 
-mod common;
-mod fault_support;
+use shmkafkad_test_support::common;
+use shmkafkad_test_support::fault_support;
 
 use std::time::{Duration, Instant};
 
-use common::{DaemonSpec, Guarantee, Workload, MOCK_BROKER};
+use common::{daemon_options, mock_broker_bin, Guarantee, Workload};
 use fault_support::{report_row, StreamSpec, Tally};
 use shmkafka_testkit::MockBrokerProcess;
 
@@ -42,13 +42,13 @@ fn injected_broker_errors_leader_moves_and_a_transport_blip_deliver_once_in_orde
     let started = Instant::now();
     let dir = common::test_dir();
     let mut broker = MockBrokerProcess::start_with_binary(
-        MOCK_BROKER.as_ref(),
+        mock_broker_bin(),
         3,
         &[(TOPIC, WORKLOAD.partitions as u32)],
     )
     .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
-    let daemon = DaemonSpec::new(&socket, broker.bootstrap_servers())
+    let daemon = daemon_options(&socket, broker.bootstrap_servers())
         // Quick metadata refresh after a leader change or an error.
         .property("retry.backoff.ms", "20")
         // Logs every failed message set, to check the errors hit.
@@ -72,7 +72,7 @@ fn injected_broker_errors_leader_moves_and_a_transport_blip_deliver_once_in_orde
     };
     let wait_progress = |children: &[fault_support::FaultChild], fraction: f64| {
         let target = (total as f64 * fraction) as u64;
-        common::wait_until("stream progress", Duration::from_secs(60), || {
+        shmkafka_testkit::wait_until("stream progress", Duration::from_secs(60), || {
             progress(children) >= target
         });
     };
@@ -132,7 +132,7 @@ fn injected_broker_errors_leader_moves_and_a_transport_blip_deliver_once_in_orde
     assert!(
         fault_support::log_lines(&log, "delivery failed permanently").is_empty(),
         "a retriable error failed a record:\n{}",
-        common::tail(&log, 30)
+        shmkafka_testkit::tail(&log, 30)
     );
     // The injected errors did hit produce requests (librdkafka's `msg`
     // debug context logs each failed message set with its retry action).

@@ -10,16 +10,16 @@
 //! Nothing is dropped: after the broker is back, every record whose `send`
 //! returned Ok is delivered exactly once, and none whose `send` failed.
 
-mod common;
+use shmkafkad_test_support::common;
 
 use std::time::{Duration, Instant};
 
-use common::{test_dir, DaemonSpec, Guarantee, RecordId, Workload, MOCK_BROKER};
+use common::{daemon_options, mock_broker_bin, test_dir, Guarantee, RecordId, Workload};
 use shmkafka_client::{Error, Message, Producer, ProducerOptions, WhenFull};
 use shmkafka_testkit::MockBrokerProcess;
 
-mod fault_support;
 use fault_support::{report_row, Tally};
+use shmkafkad_test_support::fault_support;
 
 #[test]
 fn child_role_entry_point() {
@@ -105,13 +105,13 @@ fn broker_down_for_30s_fills_rings_with_back_pressure_and_loses_nothing() {
     let started = Instant::now();
     let dir = test_dir();
     let mut broker = MockBrokerProcess::start_with_binary(
-        MOCK_BROKER.as_ref(),
+        mock_broker_bin(),
         1,
         &[(TOPIC, WORKLOAD.partitions as u32)],
     )
     .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
-    let daemon = DaemonSpec::new(&socket, broker.bootstrap_servers()).start();
+    let daemon = daemon_options(&socket, broker.bootstrap_servers()).start();
 
     let mut fail = Client::new(&socket, 0, WhenFull::Fail);
     let mut short = Client::new(&socket, 1, WhenFull::Block(SHORT_BLOCK));

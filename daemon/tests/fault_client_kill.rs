@@ -8,13 +8,13 @@
 //! dead, drains the rest, and then releases the segment: its log says so
 //! and `shmkafkad status --json` no longer lists the client.
 
-mod common;
-mod fault_support;
+use shmkafkad_test_support::common;
+use shmkafkad_test_support::fault_support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{DaemonSpec, Guarantee, RecordId, Workload, MOCK_BROKER};
+use common::{daemon_options, mock_broker_bin, Guarantee, RecordId, Workload};
 use fault_support::{log_lines, report_row, status_clients, StreamSpec, Tally};
 use shmkafka_testkit::MockBrokerProcess;
 
@@ -43,13 +43,13 @@ fn killed_clients_committed_records_are_delivered_and_the_hole_padded_only_after
     let started = Instant::now();
     let dir = common::test_dir();
     let broker = MockBrokerProcess::start_with_binary(
-        MOCK_BROKER.as_ref(),
+        mock_broker_bin(),
         1,
         &[(TOPIC, WORKLOAD.partitions as u32)],
     )
     .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
-    let daemon = DaemonSpec::new(&socket, broker.bootstrap_servers()).start();
+    let daemon = daemon_options(&socket, broker.bootstrap_servers()).start();
 
     let stream = |proc_id: u32| {
         let mut s = StreamSpec::new(&socket, TOPIC, proc_id, WORKLOAD);
@@ -94,7 +94,7 @@ fn killed_clients_committed_records_are_delivered_and_the_hole_padded_only_after
     assert!(
         log_lines(&log, PADDED).is_empty(),
         "hole padded while its client lives:\n{}",
-        common::tail(&log, 20)
+        shmkafka_testkit::tail(&log, 20)
     );
     let holder_row = find_client(&socket, holder_pid).expect("holder registered");
     assert!(
@@ -118,7 +118,7 @@ fn killed_clients_committed_records_are_delivered_and_the_hole_padded_only_after
     );
 
     // The daemon notices the death, pads the hole, drains, releases.
-    common::wait_until(
+    shmkafka_testkit::wait_until(
         "the holder's segment to be released",
         Duration::from_secs(30),
         || find_client(&socket, holder_pid).is_none() && find_client(&socket, plain_pid).is_none(),
@@ -127,13 +127,13 @@ fn killed_clients_committed_records_are_delivered_and_the_hole_padded_only_after
     assert!(
         !log_lines(&log, PADDED).is_empty(),
         "no padding logged:\n{}",
-        common::tail(&log, 20)
+        shmkafka_testkit::tail(&log, 20)
     );
     let released = log_lines(&log, RELEASED);
     assert!(
         released.len() >= 2,
         "segment release not logged for both killed clients:\n{}",
-        common::tail(&log, 20)
+        shmkafka_testkit::tail(&log, 20)
     );
     eprintln!(
         "holder's hole padded and both segments released within {:?} of the kill",

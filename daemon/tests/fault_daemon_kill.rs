@@ -6,12 +6,12 @@
 //! flush at the end. At the broker: nothing lost; duplicates only from the
 //! records in flight at each crash (unreleased ring space), counted.
 
-mod common;
-mod fault_support;
+use shmkafkad_test_support::common;
+use shmkafkad_test_support::fault_support;
 
 use std::time::{Duration, Instant};
 
-use common::{DaemonSpec, Guarantee, Workload, MOCK_BROKER};
+use common::{daemon_options, mock_broker_bin, Guarantee, Workload};
 use fault_support::{report_row, StreamSpec, Tally};
 use shmkafka_testkit::MockBrokerProcess;
 
@@ -52,13 +52,13 @@ fn daemon_sigkilled_three_times_mid_stream_loses_nothing() {
     let started = Instant::now();
     let dir = common::test_dir();
     let broker = MockBrokerProcess::start_with_binary(
-        MOCK_BROKER.as_ref(),
+        mock_broker_bin(),
         1,
         &[(TOPIC, WORKLOAD.partitions as u32)],
     )
     .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
-    let spec = DaemonSpec::new(&socket, broker.bootstrap_servers());
+    let spec = daemon_options(&socket, broker.bootstrap_servers());
     let mut daemon = spec.start();
 
     let mut children: Vec<_> = (0..WORKLOAD.procs)

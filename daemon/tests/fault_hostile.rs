@@ -13,15 +13,15 @@
 //! answering `status`), releases the hostile segments once their process is
 //! gone, and the good clients' records all arrive, exactly once.
 
-mod common;
-mod fault_support;
+use shmkafkad_test_support::common;
+use shmkafkad_test_support::fault_support;
 
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{DaemonSpec, Guarantee, Workload, MOCK_BROKER};
+use common::{daemon_options, mock_broker_bin, Guarantee, Workload};
 use fault_support::{event, log_lines, report_row, status_clients, StreamSpec, Tally};
 use shmkafka_client::{Message, Producer, ProducerOptions, WhenFull};
 use shmkafka_ringbuf::layout::*;
@@ -74,13 +74,13 @@ fn hostile_rings_are_quarantined_and_good_clients_keep_flowing() {
     let started = Instant::now();
     let dir = common::test_dir();
     let broker = MockBrokerProcess::start_with_binary(
-        MOCK_BROKER.as_ref(),
+        mock_broker_bin(),
         1,
         &[(TOPIC, WORKLOAD.partitions as u32), (JUNK_TOPIC, 1)],
     )
     .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
-    let daemon = DaemonSpec::new(&socket, broker.bootstrap_servers()).start();
+    let daemon = daemon_options(&socket, broker.bootstrap_servers()).start();
 
     let good: Vec<_> = (0..WORKLOAD.procs)
         .map(|proc_id| {
@@ -118,7 +118,7 @@ fn hostile_rings_are_quarantined_and_good_clients_keep_flowing() {
     };
     for (case, reason) in CASES {
         let Some(reason) = reason else { continue };
-        common::wait_until(
+        shmkafka_testkit::wait_until(
             &format!("the daemon to quarantine hostile-{case}"),
             Duration::from_secs(10),
             || quarantine_line(case).is_some(),
@@ -143,7 +143,7 @@ fn hostile_rings_are_quarantined_and_good_clients_keep_flowing() {
     assert_eq!(hostile_rows, CASES.len(), "{clients:?}");
 
     let hostile_state = hostile.kill();
-    common::wait_until(
+    shmkafka_testkit::wait_until(
         "the hostile segments to be released",
         Duration::from_secs(15),
         || {
@@ -160,7 +160,7 @@ fn hostile_rings_are_quarantined_and_good_clients_keep_flowing() {
     assert!(
         beyond.is_some_and(|l| l.contains("cursors corrupted")),
         "tail-beyond: no quarantine logged after the client died:\n{}",
-        common::tail(&log, 30)
+        shmkafka_testkit::tail(&log, 30)
     );
 
     let mut ids = Vec::new();
@@ -185,10 +185,10 @@ fn hostile_rings_are_quarantined_and_good_clients_keep_flowing() {
     assert!(
         log_lines(&log, "panicked").is_empty(),
         "{}",
-        common::tail(&log, 30)
+        shmkafka_testkit::tail(&log, 30)
     );
     // The unknown-topic record is in the dead-letter spool.
-    let spool = Command::new(common::SHMKAFKAD)
+    let spool = Command::new(common::shmkafkad_bin())
         .args(["spool", "list", "--json", "--dir"])
         .arg(dir.path().join("spool"))
         .env_remove("RUST_LOG")

@@ -20,7 +20,7 @@
 //! Each test prints a `HOSTILE-FIGURES` line with what it measured (the
 //! README's fault table quotes them).
 
-mod common;
+use shmkafkad_test_support::common;
 
 use std::io::{BufRead, BufReader};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -31,7 +31,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{DaemonSpec, MOCK_BROKER};
+use common::{daemon_options, mock_broker_bin};
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use nix::sys::uio::pwrite;
@@ -42,6 +42,7 @@ use shmkafka_protocol::{
 };
 use shmkafka_ringbuf::layout::*;
 use shmkafka_testkit::MockBrokerProcess;
+use shmkafka_testkit::{tail, wait_timeout, wait_until, DaemonProcess};
 
 const ROLE_ENV: &str = "SHMKAFKA_HOSTILE_ROLE";
 const RESULT_PREFIX: &str = "HOSTILE ";
@@ -81,7 +82,7 @@ fn child_role_entry_point() {
 struct Setup {
     dir: tempfile::TempDir,
     broker: MockBrokerProcess,
-    daemon: common::Daemon,
+    daemon: DaemonProcess,
     socket: PathBuf,
     /// Tags whose good records are in the good topic by now.
     delivered: std::cell::RefCell<Vec<String>>,
@@ -95,7 +96,7 @@ impl Setup {
 
     fn start_in(dir: tempfile::TempDir, config: &str) -> Setup {
         let broker = MockBrokerProcess::start_with_binary(
-            MOCK_BROKER.as_ref(),
+            mock_broker_bin(),
             1,
             &[(GOOD_TOPIC, 2), (JUNK_TOPIC, 1)],
         )
@@ -104,7 +105,7 @@ impl Setup {
         // Sockets other uids can reach; who is admitted is the access list's
         // business, as in production.
         let config = format!("[daemon]\nsocket_mode = 0o666\n{config}");
-        let daemon = DaemonSpec::new(&socket, broker.bootstrap_servers())
+        let daemon = daemon_options(&socket, broker.bootstrap_servers())
             .config(&config)
             .start();
         Setup {
@@ -123,7 +124,7 @@ impl Setup {
         assert!(
             process_alive(pid),
             "shmkafkad died; log:\n{}",
-            common::tail(&self.daemon.log_text(), 40)
+            tail(&self.daemon.log_text(), 40)
         );
         status(&self.socket);
         let mem = Mem::of(pid);
@@ -484,7 +485,7 @@ impl RoleChild {
 
     fn wait_exit(mut self, timeout: Duration) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        common::wait_timeout(&mut child, timeout).unwrap_or_else(|| {
+        wait_timeout(&mut child, timeout).unwrap_or_else(|| {
             let _ = child.kill();
             panic!("child still running after {timeout:?}")
         })
@@ -777,7 +778,7 @@ fn a_refused_uid_cannot_take_the_slots_or_flood_the_log() {
     drop(flood);
     // The flood's connections end with it (those admitted to the small
     // budget within the handshake deadline).
-    common::wait_until(
+    wait_until(
         "the flood's connections to close",
         Duration::from_secs(10),
         || Mem::of(setup.daemon.pid()).fds <= before.fds + 8,
@@ -890,7 +891,7 @@ fn sparse_and_padding_segments_cost_only_what_the_quota_allows() {
         "{refusal}"
     );
     // The padding ring is drained (stepped over and released) meanwhile.
-    common::wait_until(
+    wait_until(
         "the padding ring to be released",
         Duration::from_secs(30),
         || {
@@ -922,7 +923,7 @@ fn sparse_and_padding_segments_cost_only_what_the_quota_allows() {
     );
     setup.good_client_delivers("after-segments");
     attacker.kill();
-    common::wait_until(
+    wait_until(
         "the attacker's rings to be released",
         Duration::from_secs(20),
         || {
@@ -972,7 +973,7 @@ fn orphaned_rings_hold_only_their_uids_quota() {
         "{done:?}"
     );
     assert!(done["msg"].contains("limits.max_rings_per_uid"), "{done:?}");
-    common::wait_until(
+    wait_until(
         "status to show 4 orphaned rings",
         Duration::from_secs(10),
         || status(&setup.socket)["totals"]["orphaned"] == 4,
@@ -981,7 +982,7 @@ fn orphaned_rings_hold_only_their_uids_quota() {
     setup.good_client_delivers("beside-orphans");
     // Once the process is gone its rings are padded, drained and freed.
     attacker.kill();
-    common::wait_until(
+    wait_until(
         "the orphaned rings to be freed",
         Duration::from_secs(20),
         || {
@@ -1021,7 +1022,7 @@ fn a_ring_whose_process_exited_is_freed_though_its_connection_lingers() {
         process_alive(sleeper as u32),
         "the connection holder is alive"
     );
-    common::wait_until(
+    wait_until(
         "the ring of the exited process to be freed",
         Duration::from_secs(10),
         || {

@@ -10,13 +10,13 @@
 //! daemon cannot know, so it keeps (or spools) those records and they are
 //! sent again (at-least-once for an unknown outcome).
 
-mod common;
-mod fault_support;
+use shmkafkad_test_support::common;
+use shmkafkad_test_support::fault_support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{DaemonSpec, Guarantee, RecordId, Workload, MOCK_BROKER, SHMKAFKAD};
+use common::{daemon_options, mock_broker_bin, shmkafkad_bin, Guarantee, RecordId, Workload};
 use fault_support::{log_lines, report_row, send_record, Finish, StreamSpec, Tally};
 use shmkafka_client::{Producer, ProducerOptions, WhenFull};
 use shmkafka_testkit::MockBrokerProcess;
@@ -40,7 +40,7 @@ const WORKLOAD: Workload = Workload {
 };
 
 fn spool_cli(args: &[&str]) -> std::process::Output {
-    Command::new(SHMKAFKAD)
+    Command::new(shmkafkad_bin())
         .arg("spool")
         .args(args)
         .env_remove("RUST_LOG")
@@ -67,13 +67,13 @@ fn sigterm_with_a_slow_broker_keeps_live_rings_and_spools_gone_clients() {
     let dir = common::test_dir();
     let spool = dir.path().join("spool");
     let mut broker = MockBrokerProcess::start_with_binary(
-        MOCK_BROKER.as_ref(),
+        mock_broker_bin(),
         1,
         &[(TOPIC, WORKLOAD.partitions as u32)],
     )
     .expect("mock broker");
     let socket = dir.path().join("shmkafkad.sock");
-    let spec = DaemonSpec::new(&socket, broker.bootstrap_servers()).config(&format!(
+    let spec = daemon_options(&socket, broker.bootstrap_servers()).config(&format!(
         "[daemon]\nshutdown_timeout_ms = {}\n",
         SHUTDOWN_BUDGET.as_millis()
     ));
@@ -111,7 +111,7 @@ fn sigterm_with_a_slow_broker_keeps_live_rings_and_spools_gone_clients() {
         s.spawn()
     }
     .wait_success(Duration::from_secs(60));
-    common::wait_until(
+    shmkafka_testkit::wait_until(
         "the daemon to see the gone client disconnect",
         Duration::from_secs(10),
         || !log_lines(&first.log_text(), "client disconnected").is_empty(),
@@ -139,7 +139,7 @@ fn sigterm_with_a_slow_broker_keeps_live_rings_and_spools_gone_clients() {
     assert!(
         !spooled.is_empty(),
         "nothing of the gone client spooled:\n{}",
-        common::tail(&log, 20)
+        shmkafka_testkit::tail(&log, 20)
     );
     assert!(spooled.iter().all(|v| v["topic"] == TOPIC));
     eprintln!(

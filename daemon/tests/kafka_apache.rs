@@ -2,7 +2,7 @@
 //! trip by reference, and records that survive the broker's `kill -9` and
 //! restart on the same log directory.
 
-mod kafka_common;
+use shmkafkad_test_support::kafka_common;
 
 use kafka_common::roundtrip;
 use std::time::Duration;

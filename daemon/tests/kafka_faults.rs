@@ -1,7 +1,7 @@
 //! Back-pressure, failure classification and fault injection against the
 //! in-process mock cluster.
 
-mod kafka_common;
+use shmkafkad_test_support::kafka_common;
 
 use std::time::{Duration, Instant};
 

@@ -1,20 +1,20 @@
 //! Round trip through the `shmkafka-mock-broker` child process.
 
-mod kafka_common;
+use shmkafkad_test_support::kafka_common;
 
 use std::path::Path;
 use std::time::Duration;
 
-use kafka_common::{poll_reports, producer, roundtrip, MOCK_BROKER_BIN};
+use kafka_common::{poll_reports, producer, roundtrip};
 use shmkafka_testkit::{consume_all, unique_name, MockBrokerProcess};
 use shmkafkad::kafka::OutgoingMessage;
+use shmkafkad_test_support::common::mock_broker_bin;
 
 #[test]
 fn roundtrip_by_reference_through_mock_broker_process() {
     let topic = unique_name("roundtrip");
-    let broker =
-        MockBrokerProcess::start_with_binary(Path::new(MOCK_BROKER_BIN), 3, &[(&topic, 3)])
-            .expect("mock broker");
+    let broker = MockBrokerProcess::start_with_binary(mock_broker_bin(), 3, &[(&topic, 3)])
+        .expect("mock broker");
     assert!(
         broker.bootstrap_servers().starts_with("127.0.0.1:"),
         "{}",
@@ -31,8 +31,8 @@ fn roundtrip_by_reference_through_mock_broker_process() {
 
 #[test]
 fn auto_created_topic_gets_four_partitions() {
-    let broker = MockBrokerProcess::start_with_binary(Path::new(MOCK_BROKER_BIN), 1, &[])
-        .expect("mock broker");
+    let broker =
+        MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[]).expect("mock broker");
     let topic = unique_name("auto");
     roundtrip(broker.bootstrap_servers(), &topic, 4, 40, &[]);
 }
@@ -40,9 +40,8 @@ fn auto_created_topic_gets_four_partitions() {
 #[test]
 fn killed_broker_process_takes_its_data_with_it() {
     let topic = unique_name("killed");
-    let broker =
-        MockBrokerProcess::start_with_binary(Path::new(MOCK_BROKER_BIN), 1, &[(&topic, 1)])
-            .expect("mock broker");
+    let broker = MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(&topic, 1)])
+        .expect("mock broker");
     let bootstrap = broker.bootstrap_servers().to_owned();
     let producer = producer(&bootstrap, &[]);
     let t = producer.topic(&topic).expect("topic");
@@ -85,7 +84,7 @@ fn locate_binary_finds_the_mock_broker_next_to_the_test() {
     .expect("locate");
     assert_eq!(
         found.canonicalize().ok(),
-        Path::new(MOCK_BROKER_BIN).canonicalize().ok()
+        mock_broker_bin().canonicalize().ok()
     );
     let broker = MockBrokerProcess::start(1, &[]).expect("start via locate_binary");
     assert!(!broker.bootstrap_servers().is_empty());

@@ -1,7 +1,7 @@
 //! librdkafka's threads pinned through the on_thread_start interceptor. Its
 //! own test binary: it inspects every `rdk:` thread of the process.
 
-mod kafka_common;
+use shmkafkad_test_support::kafka_common;
 
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,7 @@ fn librdkafka_threads_are_pinned() {
     let config = KafkaConfig::from_pairs([("bootstrap.servers", cluster.bootstrap_servers())]);
     let options = ProducerOptions {
         thread_pinning: Some(ThreadPinning::new([0]).expect("cpu list")),
+        ..ProducerOptions::default()
     };
     let producer = Producer::new(&config, options).expect("producer");
     let topic = producer.topic("pinned").expect("topic");

@@ -4,14 +4,14 @@
 //! N latency observations), librdkafka's statistics show up as
 //! `rdkafka_*`, and anything but `GET /metrics` is a 404.
 
-mod common;
+use shmkafkad_test_support::common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{test_dir, DaemonSpec, MOCK_BROKER};
+use common::{daemon_options, mock_broker_bin, test_dir};
 use shmkafka_client::{Message, Producer, ProducerOptions};
 use shmkafka_testkit::{consume_all, free_port, MockBrokerProcess};
 
@@ -91,12 +91,12 @@ impl Scrape {
 #[test]
 fn scraped_counters_match_what_was_sent_and_stored() {
     let topic = "ops-metrics";
-    let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(topic, 2)])
+    let broker = MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(topic, 2)])
         .expect("mock broker");
     let dir = test_dir();
     let socket = dir.path().join("d.sock");
     let port = free_port().unwrap();
-    let daemon = DaemonSpec::new(&socket, broker.bootstrap_servers())
+    let daemon = daemon_options(&socket, broker.bootstrap_servers())
         .config(&format!(
             "[metrics]\nlisten = \"127.0.0.1:{port}\"\nstatistics_interval_ms = 200\n"
         ))
@@ -220,7 +220,7 @@ fn a_busy_metrics_address_stops_the_start_with_a_reason() {
         format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n[kafka]\n\"bootstrap.servers\" = \"127.0.0.1:1\"\n"),
     )
     .unwrap();
-    let output = std::process::Command::new(common::SHMKAFKAD)
+    let output = std::process::Command::new(common::shmkafkad_bin())
         .arg("--config")
         .arg(&config)
         .arg("--socket")
@@ -247,7 +247,7 @@ fn a_busy_metrics_address_stops_the_start_with_a_reason() {
         "[metrics]\nlisten = \"0.0.0.0:9187\"\n[kafka]\n\"bootstrap.servers\" = \"127.0.0.1:1\"\n",
     )
     .unwrap();
-    let output = std::process::Command::new(common::SHMKAFKAD)
+    let output = std::process::Command::new(common::shmkafkad_bin())
         .arg("--config")
         .arg(&config)
         .arg("--check-config")

@@ -3,23 +3,24 @@
 //! moves to a new address, and an invalid new file is refused with the
 //! reason logged while the running configuration stays.
 
-mod common;
+use shmkafkad_test_support::common;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{test_dir, wait_until, Daemon, DaemonSpec, MOCK_BROKER};
+use common::{daemon_options, mock_broker_bin, test_dir};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use shmkafka_client::{Error, Message, Producer, ProducerOptions};
 use shmkafka_testkit::{consume_all, free_port, MockBrokerProcess};
+use shmkafka_testkit::{wait_until, DaemonProcess as Daemon};
 
 fn config(allow: &str, metrics_port: u16) -> String {
     format!("[topics]\nallow = [{allow}]\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n")
 }
 
-/// The config file `DaemonSpec` wrote next to the socket.
+/// The config file `daemon_options` wrote next to the socket.
 fn config_path(dir: &Path) -> PathBuf {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -57,7 +58,7 @@ fn serves_metrics(port: u16) -> bool {
 #[test]
 fn sighup_applies_topics_and_metrics_and_refuses_invalid_files() {
     let broker = MockBrokerProcess::start_with_binary(
-        MOCK_BROKER.as_ref(),
+        mock_broker_bin(),
         1,
         &[("before-a", 1), ("after-b", 1), ("after-c", 1)],
     )
@@ -65,7 +66,7 @@ fn sighup_applies_topics_and_metrics_and_refuses_invalid_files() {
     let dir = test_dir();
     let socket = dir.path().join("d.sock");
     let (port1, port2) = (free_port().unwrap(), free_port().unwrap());
-    let daemon = DaemonSpec::new(&socket, broker.bootstrap_servers())
+    let daemon = daemon_options(&socket, broker.bootstrap_servers())
         .config(&config("\"before-*\"", port1))
         .start();
     let path = config_path(dir.path());

@@ -2,13 +2,13 @@
 //! test can check (what it sent, what the broker stored), rates appear once
 //! the daemon has sampled for a while, and the table names the client.
 
-mod common;
+use shmkafkad_test_support::common;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{test_dir, DaemonSpec, MOCK_BROKER, SHMKAFKAD};
+use common::{daemon_options, mock_broker_bin, shmkafkad_bin, test_dir};
 use serde_json::Value;
 use shmkafka_client::{Message, Producer, ProducerOptions};
 use shmkafka_testkit::{consume_all, MockBrokerProcess};
@@ -16,7 +16,7 @@ use shmkafka_testkit::{consume_all, MockBrokerProcess};
 const RECORDS: usize = 300;
 
 fn status(socket: &Path, json: bool) -> String {
-    let mut command = Command::new(SHMKAFKAD);
+    let mut command = Command::new(shmkafkad_bin());
     command.arg("status").arg("--socket").arg(socket);
     if json {
         command.arg("--json");
@@ -37,11 +37,11 @@ fn status_json(socket: &Path) -> Value {
 #[test]
 fn status_reports_clients_counters_rates_and_spool() {
     let topic = "ops-status";
-    let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(topic, 2)])
+    let broker = MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(topic, 2)])
         .expect("mock broker");
     let dir = test_dir();
     let socket = dir.path().join("d.sock");
-    let _daemon = DaemonSpec::new(&socket, broker.bootstrap_servers()).start();
+    let _daemon = daemon_options(&socket, broker.bootstrap_servers()).start();
 
     let producer = Producer::connect_with(ProducerOptions {
         socket_path: Some(socket.clone()),

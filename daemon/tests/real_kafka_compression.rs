@@ -8,14 +8,14 @@
 //! the codec would make it larger (random bytes do), which is right for the
 //! user but would prove nothing here.
 
-mod common;
+use shmkafkad_test_support::common;
 
 use std::time::Duration;
 
 use shmkafka_client::{Message, Producer, ProducerOptions, WhenFull};
 use shmkafka_testkit::{consume_all, KafkaCluster, KafkaOptions};
 
-use common::DaemonSpec;
+use common::daemon_options;
 
 const RECORDS: usize = 3_000;
 
@@ -49,7 +49,7 @@ fn every_codec_reaches_the_broker_and_reads_back_byte_identical() {
         let topic = format!("compressed-{codec}");
         cluster.create_topic(&topic, 1, 1, &[]).expect("topic");
         let socket = dir.path().join(format!("{codec}.sock"));
-        let daemon = DaemonSpec::new(&socket, cluster.bootstrap_servers())
+        let daemon = daemon_options(&socket, cluster.bootstrap_servers())
             .property("compression.type", codec)
             .start();
         let producer = Producer::connect_with(ProducerOptions {
@@ -117,7 +117,7 @@ fn every_codec_reaches_the_broker_and_reads_back_byte_identical() {
         assert!(
             batches > 0 && compressed == batches,
             "{codec}: {compressed} of {batches} batches stored with {stored_as}:\n{}",
-            common::tail(&dump, 5)
+            shmkafka_testkit::tail(&dump, 5)
         );
         let raw: usize = sent.iter().map(|(k, v)| k.len() + v.len()).sum();
         let on_disk = std::fs::metadata(&segment).expect("segment").len() as usize;

@@ -4,13 +4,13 @@
 //! topic is read back with this project's verifier (every byte, per-thread
 //! order, exactly once) and with Kafka's own console consumer.
 
-mod common;
-mod kafka_real;
+use shmkafkad_test_support::common;
+use shmkafkad_test_support::kafka_real;
 
 use shmkafka_testkit::KafkaOptions;
 use std::time::{Duration, Instant};
 
-use common::{DaemonSpec, Finish, Guarantee, RecordId, SenderSpec, Workload, LARGEST_VALUE};
+use common::{daemon_options, Finish, Guarantee, RecordId, SenderSpec, Workload, LARGEST_VALUE};
 
 /// Dispatches re-executed client processes (see `common::run_child_role`).
 #[test]
@@ -42,7 +42,7 @@ fn deliver_and_verify(nodes: usize) {
     let cluster_ready = started.elapsed();
 
     let socket = dir.path().join("shmkafkad.sock");
-    let _daemon = DaemonSpec::new(&socket, cluster.bootstrap_servers()).start();
+    let _daemon = daemon_options(&socket, cluster.bootstrap_servers()).start();
     let children: Vec<_> = (0..WORKLOAD.procs)
         .map(|proc_id| {
             SenderSpec {

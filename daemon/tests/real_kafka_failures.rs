@@ -5,14 +5,14 @@
 //! is fixed; and a daemon started while the cluster is unreachable holds
 //! its clients' records and delivers them when the cluster appears.
 
-mod spool_support;
+use shmkafkad_test_support::spool_support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use shmkafka_client::{Message, Producer, Topic, WhenFull};
 use shmkafka_testkit::{consume_all, KafkaCluster, KafkaOptions};
-use spool_support::{by_seq, list_json, spool_cli, spool_files, Daemon, Rec};
+use spool_support::{by_seq, client, list_json, spool_cli, spool_files, start_daemon, Rec};
 
 /// librdkafka's codes for the failures a real broker causes here.
 const UNKNOWN_TOPIC_OR_PART: i32 = 3;
@@ -80,7 +80,7 @@ fn broker_refusals_reach_the_client_and_the_spool_and_replay_after_the_fix() {
     cluster.create_topic(doomed, 1, 1, &[]).expect("topic");
     let missing = "real-missing";
 
-    let daemon = Daemon::start(
+    let daemon = start_daemon(
         dir.path(),
         cluster.bootstrap_servers(),
         &spool,
@@ -88,7 +88,7 @@ fn broker_refusals_reach_the_client_and_the_spool_and_replay_after_the_fix() {
         &[("topic.metadata.propagation.max.ms", "2000")],
         "",
     );
-    let producer = daemon.client(1 << 20, WhenFull::Block(Duration::from_secs(30)));
+    let producer = client(&daemon, 1 << 20, WhenFull::Block(Duration::from_secs(30)));
     let to_small = producer.topic(small).expect("topic");
     let to_missing = producer
         .topic(missing)
@@ -252,14 +252,14 @@ fn daemon_started_before_the_cluster_holds_records_and_delivers_them() {
     // Ports and storage are chosen now; nothing listens yet.
     let mut cluster = KafkaCluster::format(&dir.path().join("kafka"), &KafkaOptions::nodes(1))
         .expect("formatting Apache Kafka");
-    let daemon = Daemon::start(
+    let daemon = start_daemon(
         dir.path(),
         cluster.bootstrap_servers(),
         &dir.path().join("spool"),
         &[],
         "",
     );
-    let producer = daemon.client(1 << 20, WhenFull::Block(Duration::from_secs(120)));
+    let producer = client(&daemon, 1 << 20, WhenFull::Block(Duration::from_secs(120)));
     let topic = "real-late";
     let to_late = producer.topic(topic).expect("registers without a cluster");
     let records: Vec<Rec> = (0..2000).map(|i| record(topic, i, 100)).collect();
@@ -268,9 +268,9 @@ fn daemon_started_before_the_cluster_holds_records_and_delivers_them() {
     }
     // Held, not failed: the daemon says so in `status`.
     std::thread::sleep(Duration::from_secs(3));
-    let status = std::process::Command::new(spool_support::SHMKAFKAD)
+    let status = std::process::Command::new(spool_support::shmkafkad_bin())
         .args(["status", "--json", "--socket"])
-        .arg(&daemon.socket)
+        .arg(daemon.socket())
         .output()
         .expect("status");
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status json");

@@ -11,16 +11,16 @@
 //! (`enable.idempotence=true`, `acks=all`, no message timeout): without a
 //! daemon crash, duplicates must be 0.
 
-mod common;
-mod fault_support;
-mod kafka_real;
+use shmkafkad_test_support::common;
+use shmkafkad_test_support::fault_support;
+use shmkafkad_test_support::kafka_real;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, DaemonSpec, Guarantee, Workload};
+use common::{daemon_options, Guarantee, Workload};
 use fault_support::{report_row, FaultChild, StreamSpec, Tally};
-use shmkafka_testkit::{KafkaCluster, KafkaOptions};
+use shmkafka_testkit::{DaemonOptions, DaemonProcess as Daemon, KafkaCluster, KafkaOptions};
 
 #[test]
 fn child_role_entry_point() {
@@ -59,7 +59,7 @@ struct Run {
     _dir: tempfile::TempDir,
     cluster: KafkaCluster,
     topic: String,
-    daemon_spec: DaemonSpec,
+    daemon_spec: DaemonOptions,
     daemon: Daemon,
     children: Vec<FaultChild>,
 }
@@ -76,7 +76,7 @@ impl Run {
         let topic = format!("fault-{slug}");
         kafka_real::create_topic(&cluster, &topic, WORKLOAD.partitions as u32, topic_configs);
         let socket = dir.path().join("shmkafkad.sock");
-        let daemon_spec = DaemonSpec::new(&socket, cluster.bootstrap_servers());
+        let daemon_spec = daemon_options(&socket, cluster.bootstrap_servers());
         let daemon = daemon_spec.start();
         let children = (0..WORKLOAD.procs)
             .map(|proc_id| {
@@ -157,7 +157,12 @@ impl Run {
             self.name,
             verdict.duplicates
         );
-        let spool = self.daemon_spec.socket.parent().expect("dir").join("spool");
+        let spool = self
+            .daemon_spec
+            .socket()
+            .parent()
+            .expect("dir")
+            .join("spool");
         let spooled = std::fs::read_dir(&spool).map_or(0, |d| d.count());
         assert_eq!(
             spooled, 0,
@@ -263,7 +268,7 @@ fn fewer_in_sync_replicas_than_required_holds_records() {
     std::thread::sleep(Duration::from_secs(12));
     // The daemon's own account: acknowledged and failed records.
     let outcome = |run: &Run| -> (u64, u64) {
-        let clients = fault_support::status_clients(&run.daemon_spec.socket).expect("status");
+        let clients = fault_support::status_clients(run.daemon_spec.socket()).expect("status");
         let sum = |field: &str| {
             clients
                 .iter()

@@ -11,14 +11,14 @@
 //! daemon uses; Kafka's tools and the verifying consumers use the
 //! `PLAINTEXT` listener beside it.
 
-mod common;
-mod kafka_real;
+use shmkafkad_test_support::common;
+use shmkafkad_test_support::kafka_real;
 
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{DaemonSpec, Finish, Guarantee, RecordId, SenderSpec, Workload};
+use common::{daemon_options, Finish, Guarantee, RecordId, SenderSpec, Workload};
 use shmkafka_client::{Message, Producer, ProducerOptions, WhenFull};
 use shmkafka_testkit::{KafkaCluster, KafkaOptions, TestCa};
 
@@ -106,7 +106,7 @@ fn deliver_through(
     let bootstrap = cluster
         .client_bootstrap_servers()
         .expect("a CLIENT listener");
-    let daemon = DaemonSpec::new(&socket, bootstrap)
+    let daemon = daemon_options(&socket, bootstrap)
         .config(&kafka_section(daemon_properties))
         .start();
     let children: Vec<_> = (0..WORKLOAD.procs)
@@ -168,7 +168,7 @@ fn send_values(producer: &Producer, topic: &str, count: usize) -> Vec<Vec<u8>> {
 /// acknowledged or failed, and the rings must hold records.
 fn assert_held(socket: &Path, time: Duration) -> serde_json::Value {
     std::thread::sleep(time);
-    let out = std::process::Command::new(common::SHMKAFKAD)
+    let out = std::process::Command::new(common::shmkafkad_bin())
         .args(["status", "--json", "--socket"])
         .arg(socket)
         .output()
@@ -228,7 +228,7 @@ fn tls_with_server_authentication_and_an_untrusted_broker_refused() {
     let topic = "tls-untrusted";
     cluster.create_topic(topic, 1, 1, &[]).expect("topic");
     let socket = dir.path().join("untrusted.sock");
-    let daemon = DaemonSpec::new(&socket, cluster.client_bootstrap_servers().unwrap())
+    let daemon = daemon_options(&socket, cluster.client_bootstrap_servers().unwrap())
         .config(&kafka_section(&[
             ("security.protocol", "ssl".into()),
             ("ssl.ca.location", other.cert.display().to_string()),
@@ -274,7 +274,7 @@ fn mutual_tls() {
     let topic = "mtls-no-client-cert";
     cluster.create_topic(topic, 1, 1, &[]).expect("topic");
     let socket = dir.path().join("no-cert.sock");
-    let _daemon = DaemonSpec::new(&socket, cluster.client_bootstrap_servers().unwrap())
+    let _daemon = daemon_options(&socket, cluster.client_bootstrap_servers().unwrap())
         .config(&kafka_section(&[
             ("security.protocol", "ssl".into()),
             ("ssl.ca.location", ca.cert.display().to_string()),
@@ -308,7 +308,7 @@ fn tls_broker_certificate_for_another_host_refused() {
     let topic = "tls-wrong-host";
     cluster.create_topic(topic, 1, 1, &[]).expect("topic");
     let socket = dir.path().join("wrong-host.sock");
-    let daemon = DaemonSpec::new(&socket, cluster.client_bootstrap_servers().unwrap())
+    let daemon = daemon_options(&socket, cluster.client_bootstrap_servers().unwrap())
         .config(&kafka_section(&[
             ("security.protocol", "ssl".into()),
             ("ssl.ca.location", ca.cert.display().to_string()),
@@ -373,7 +373,7 @@ fn sasl_ssl_scram_sha_512_with_a_password_file_and_a_wrong_password_fixed_by_res
     // A short graceful-stop budget: the stop below gives up on the held
     // records quickly and leaves them in the client's ring.
     let wrong_spec =
-        DaemonSpec::new(&socket, cluster.client_bootstrap_servers().unwrap()).config(&format!(
+        daemon_options(&socket, cluster.client_bootstrap_servers().unwrap()).config(&format!(
             "[daemon]\nshutdown_timeout_ms = 2000\n{}",
             kafka_section(&properties(&wrong))
         ));
@@ -396,7 +396,7 @@ fn sasl_ssl_scram_sha_512_with_a_password_file_and_a_wrong_password_fixed_by_res
         (1..=2).contains(&lines),
         "{lines} log lines for the refused password in 6 s:\n{log}"
     );
-    let check = std::process::Command::new(common::SHMKAFKAD)
+    let check = std::process::Command::new(common::shmkafkad_bin())
         .arg("--check-config")
         .arg("--bootstrap-servers")
         .arg(cluster.client_bootstrap_servers().unwrap())
@@ -420,7 +420,7 @@ fn sasl_ssl_scram_sha_512_with_a_password_file_and_a_wrong_password_fixed_by_res
 
     // Fixed and restarted: the client re-registers its ring, everything
     // arrives once, and no password ever reached a log or the printout.
-    let good_spec = DaemonSpec::new(&socket, cluster.client_bootstrap_servers().unwrap())
+    let good_spec = daemon_options(&socket, cluster.client_bootstrap_servers().unwrap())
         .config(&kafka_section(&properties(&good)));
     let daemon = good_spec.start();
     let report = producer.flush(Duration::from_secs(60)).expect("flush");
@@ -489,7 +489,7 @@ fn sasl_plaintext_plain_and_acls_refuse_one_topic_while_another_flows() {
     let forbidden = "plain-forbidden";
     cluster.create_topic(forbidden, 1, 1, &[]).expect("topic");
     let socket = dir.path().join("plain.sock");
-    let daemon = DaemonSpec::new(&socket, cluster.client_bootstrap_servers().unwrap())
+    let daemon = daemon_options(&socket, cluster.client_bootstrap_servers().unwrap())
         .config(&kafka_section(&properties))
         .start();
     let producer = client(&socket);
@@ -514,7 +514,7 @@ fn sasl_plaintext_plain_and_acls_refuse_one_topic_while_another_flows() {
     want.sort();
     assert_eq!(values_at_broker(&cluster, granted, want.len()), want);
     let spooled = dir.path().join("spool");
-    let listed = std::process::Command::new(common::SHMKAFKAD)
+    let listed = std::process::Command::new(common::shmkafkad_bin())
         .args(["spool", "list", "--json", "--dir"])
         .arg(&spooled)
         .output()

@@ -17,14 +17,16 @@
 //!   cluster does not enforce a broker-side limit); the replay runs with the
 //!   default limit.
 
-mod spool_support;
+use shmkafkad_test_support::spool_support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use shmkafka_client::{Message, WhenFull};
 use shmkafka_testkit::{consume_all, unique_name, MockBrokerProcess};
-use spool_support::{by_seq, list_json, spool_cli, spool_files, Daemon, Rec, MOCK_BROKER};
+use spool_support::{
+    by_seq, client, list_json, mock_broker_bin, spool_cli, spool_files, start_daemon, Rec,
+};
 
 const GOOD: &str = "spool-good";
 /// librdkafka's codes for the failures caused here.
@@ -60,9 +62,9 @@ fn record(topic: &str, i: usize, value_len: usize) -> Rec {
 fn permanent_failures_are_spooled_listed_and_replayed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let spool = dir.path().join("spool");
-    let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(GOOD, 1)])
-        .expect("broker");
-    let daemon = Daemon::start(
+    let broker =
+        MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(GOOD, 1)]).expect("broker");
+    let daemon = start_daemon(
         dir.path(),
         broker.bootstrap_servers(),
         &spool,
@@ -74,7 +76,7 @@ fn permanent_failures_are_spooled_listed_and_replayed() {
         "",
     );
     let missing = unique_name("spool-missing");
-    let producer = daemon.client(1 << 20, WhenFull::Block(Duration::from_secs(10)));
+    let producer = client(&daemon, 1 << 20, WhenFull::Block(Duration::from_secs(10)));
     let good = producer.topic(GOOD).expect("good topic");
     let gone = producer.topic(&missing).expect("missing topic registers");
 

@@ -3,13 +3,14 @@
 //! ring dies with the daemon), while a live client's records stay in its
 //! ring for the next daemon. The spooled ones replay to a working broker.
 
-mod spool_support;
+use shmkafkad_test_support::spool_support;
 
 use std::time::Duration;
 
 use shmkafka_client::{Message, WhenFull};
+use shmkafka_testkit::wait_until;
 use shmkafka_testkit::{consume_all, free_port, MockBrokerProcess};
-use spool_support::{list_json, spool_cli, wait_until, Daemon, MOCK_BROKER};
+use spool_support::{client, list_json, mock_broker_bin, spool_cli, start_daemon};
 
 const TOPIC: &str = "spool-shutdown";
 
@@ -19,7 +20,7 @@ fn gone_clients_records_are_spooled_at_shutdown_live_ones_stay_in_the_ring() {
     let spool = dir.path().join("spool");
     // Nothing listens there: no record can be delivered.
     let nowhere = format!("127.0.0.1:{}", free_port().expect("port"));
-    let mut daemon = Daemon::start(
+    let mut daemon = start_daemon(
         dir.path(),
         &nowhere,
         &spool,
@@ -27,7 +28,7 @@ fn gone_clients_records_are_spooled_at_shutdown_live_ones_stay_in_the_ring() {
         "[daemon]\nshutdown_timeout_ms = 1000\n",
     );
 
-    let gone = daemon.client(1 << 20, WhenFull::Fail);
+    let gone = client(&daemon, 1 << 20, WhenFull::Fail);
     let topic = gone.topic(TOPIC).expect("topic");
     let mut sent = Vec::new();
     for i in 0..5 {
@@ -52,7 +53,7 @@ fn gone_clients_records_are_spooled_at_shutdown_live_ones_stay_in_the_ring() {
         || daemon.log_text().contains("client disconnected"),
     );
 
-    let live = daemon.client(1 << 20, WhenFull::Fail);
+    let live = client(&daemon, 1 << 20, WhenFull::Fail);
     let live_topic = live.topic(TOPIC).expect("topic");
     for i in 0..3 {
         live.send(
@@ -86,12 +87,15 @@ fn gone_clients_records_are_spooled_at_shutdown_live_ones_stay_in_the_ring() {
         assert_eq!(l.rec.value.as_deref(), Some(value.as_bytes()));
         assert_eq!(l.rec.topic, TOPIC);
         assert_eq!(l.error_name, "_PURGE_QUEUE");
+        // Nothing listens at the bootstrap address: no attempt can have
+        // reached a broker, so a replay cannot duplicate them.
+        assert_eq!(l.persistence, "not_persisted", "seq {}", l.seq);
     }
     // The live client's records are still its own, unreleased.
     assert!(live.stats().unacknowledged_bytes > 0);
 
-    let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(TOPIC, 2)])
-        .expect("broker");
+    let broker =
+        MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(TOPIC, 2)]).expect("broker");
     let out = spool_cli(&[
         "replay",
         "--dir",

@@ -3,13 +3,15 @@
 //! the damage with a warning, never a panic; replay delivers the intact
 //! records and the rewrite leaves a clean spool.
 
-mod spool_support;
+use shmkafkad_test_support::spool_support;
 
 use std::time::Duration;
 
 use shmkafka_client::{Message, WhenFull};
 use shmkafka_testkit::{consume_all, MockBrokerProcess};
-use spool_support::{list_json, parse_list, spool_cli, spool_files, Daemon, MOCK_BROKER};
+use spool_support::{
+    client, list_json, mock_broker_bin, parse_list, spool_cli, spool_files, start_daemon,
+};
 
 const TOPIC: &str = "spool-torn";
 
@@ -17,16 +19,16 @@ const TOPIC: &str = "spool-torn";
 fn torn_tail_and_damage_are_skipped_with_a_warning_and_the_rest_replays() {
     let dir = tempfile::tempdir().expect("tempdir");
     let spool = dir.path().join("spool");
-    let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(TOPIC, 1)])
-        .expect("broker");
-    let mut daemon = Daemon::start(
+    let broker =
+        MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(TOPIC, 1)]).expect("broker");
+    let mut daemon = start_daemon(
         dir.path(),
         broker.bootstrap_servers(),
         &spool,
         &[("message.max.bytes", "1000")],
         "",
     );
-    let producer = daemon.client(1 << 20, WhenFull::Fail);
+    let producer = client(&daemon, 1 << 20, WhenFull::Fail);
     let topic = producer.topic(TOPIC).expect("topic");
     let value = vec![0x5a; 1500];
     // One at a time, so each is its own fsynced batch and frame.

@@ -9,15 +9,16 @@
 //! - the spool is on a tiny tmpfs that is full (`ENOSPC`); needs
 //!   `mount`, skipped with a notice where it is not permitted.
 
-mod spool_support;
+use shmkafkad_test_support::spool_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use shmkafka_client::{Error, Message, WhenFull};
+use shmkafka_testkit::wait_until;
 use shmkafka_testkit::{report_skip, MockBrokerProcess};
-use spool_support::{by_seq, list_json, wait_until, Daemon, MOCK_BROKER};
+use spool_support::{by_seq, client, list_json, mock_broker_bin, start_daemon};
 
 const TOPIC: &str = "spool-blocked";
 const MSG_SIZE_TOO_LARGE: i32 = 10;
@@ -26,8 +27,12 @@ const RING: usize = 64 * 1024;
 /// Sends oversized (so permanently failing) records until the ring is
 /// full, checks that they are held, runs `unblock`, and checks that all of
 /// them reach the spool and the client.
-fn fill_ring_with_failures(daemon: &Daemon, spool: &Path, unblock: impl FnOnce()) {
-    let producer = daemon.client(RING, WhenFull::Fail);
+fn fill_ring_with_failures(
+    daemon: &shmkafka_testkit::DaemonProcess,
+    spool: &Path,
+    unblock: impl FnOnce(),
+) {
+    let producer = client(daemon, RING, WhenFull::Fail);
     let topic = producer.topic(TOPIC).expect("topic");
     let value = vec![0xab; 2000];
     let mut seqs = Vec::new();
@@ -88,8 +93,8 @@ fn fill_ring_with_failures(daemon: &Daemon, spool: &Path, unblock: impl FnOnce()
     producer.flush(Duration::from_secs(30)).expect("flush");
 }
 
-fn start(dir: &Path, broker: &MockBrokerProcess, spool: &Path) -> Daemon {
-    Daemon::start(
+fn start(dir: &Path, broker: &MockBrokerProcess, spool: &Path) -> shmkafka_testkit::DaemonProcess {
+    start_daemon(
         dir,
         broker.bootstrap_servers(),
         spool,
@@ -101,8 +106,8 @@ fn start(dir: &Path, broker: &MockBrokerProcess, spool: &Path) -> Daemon {
 #[test]
 fn spool_directory_that_cannot_exist_holds_records_in_the_ring() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(TOPIC, 1)])
-        .expect("broker");
+    let broker =
+        MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(TOPIC, 1)]).expect("broker");
     let blocker = dir.path().join("blocker");
     std::fs::write(
         &blocker,
@@ -165,8 +170,8 @@ fn full_disk_holds_records_in_the_ring() {
         while f.write_all(&chunk).is_ok() {}
         let _ = f.sync_all();
     }
-    let broker = MockBrokerProcess::start_with_binary(MOCK_BROKER.as_ref(), 1, &[(TOPIC, 1)])
-        .expect("broker");
+    let broker =
+        MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(TOPIC, 1)]).expect("broker");
     let daemon = start(dir.path(), &broker, &spool);
     fill_ring_with_failures(&daemon, &spool, || {
         std::fs::remove_file(&filler).unwrap();

@@ -34,6 +34,13 @@ use crate::sync::{
 /// leaves enough behind for the next one to finish (see
 /// [`OFF_RELEASING`]). `end - start` is at most the capacity.
 fn free_span(ring: &Ring, start: u64, end: u64) {
+    announce_and_zero(ring, start, end);
+    publish_released(ring, end);
+}
+
+/// First half of [`free_span`]: where a consumer that dies mid-release
+/// stops at worst.
+fn announce_and_zero(ring: &Ring, start: u64, end: u64) {
     ring.releasing().store(end, Relaxed);
     // Crash ordering, not a pairing: `releasing` reaches memory before any
     // of the zeroes, so a span zeroed but not yet released is announced.
@@ -44,6 +51,10 @@ fn free_span(ring: &Ring, start: u64, end: u64) {
     let first = freed.min(ring.capacity - index as u64) as usize;
     ring.mem.zero(index, first);
     ring.mem.zero(0, freed as usize - first);
+}
+
+/// Second half of [`free_span`]: gives the zeroed span to the producers.
+fn publish_released(ring: &Ring, end: u64) {
     // SYNC POINT (space): pairs with the producers' Acquire load of
     // `released` in `try_claim`: the zeroes above are visible to whoever
     // claims this space.
@@ -52,6 +63,10 @@ fn free_span(ring: &Ring, start: u64, end: u64) {
     // read `space_waiters`.
     fence(SeqCst);
     if ring.space_waiters().load(Relaxed) != 0 {
+        // SYNC POINT (space-epoch): pairs with the Acquire load of the epoch
+        // in `RingProducer::wait_for_space`. The epoch only decides whether
+        // the futex wait sleeps; the freed space itself is published by the
+        // Release store of `released` above (space).
         ring.space_epoch().fetch_add(1, Release);
         futex_wake(ring.space_epoch(), i32::MAX);
     }
@@ -130,7 +145,11 @@ impl RingConsumer {
         // A consumer died between zeroing a finished span and moving
         // `released` past it: finish that release. Its records were all
         // delivered or failed, or the release would not have started.
-        let releasing = ring.releasing().load(Acquire);
+        // Relaxed: `releasing` is stored Relaxed (crash ordering through a
+        // SeqCst fence in `free_span`, not a pairing), and its reader runs
+        // after its writer died: the kernel ordered everything the dead
+        // consumer wrote before this process could map the segment again.
+        let releasing = ring.releasing().load(Relaxed);
         if releasing > released
             && releasing <= tail
             && releasing.is_multiple_of(RECORD_ALIGN as u64)
@@ -227,7 +246,10 @@ impl RingConsumer {
                 }
             };
             if end > self.known_tail {
-                self.known_tail = self.ring.tail().load(Acquire);
+                // Relaxed: the tail is written Relaxed by claims; it only
+                // bounds where a committed record may end. The record itself
+                // was acquired through its state word above.
+                self.known_tail = self.ring.tail().load(Relaxed);
                 if end > self.known_tail {
                     return Err(RecordError::BeyondTail {
                         pos,
@@ -391,6 +413,7 @@ impl RingConsumer {
         }
         // The span was checked against the data area by `peek`; a length
         // with the same span stays inside it.
+        // SYNC POINT (publish): as in `peek`.
         let state = self.ring.state_word(seq).load(Acquire);
         let len = state & LEN_MASK;
         if state & (STATE_CLAIMED | STATE_SKIP) != 0
@@ -431,6 +454,36 @@ impl RingConsumer {
     /// zeroing it first. Returns the number of bytes released.
     pub fn release(&mut self) -> u64 {
         let start = self.released_pos;
+        let end = self.finished_prefix_end();
+        if end == start {
+            return 0;
+        }
+        free_span(&self.ring, start, end);
+        end - start
+    }
+
+    /// Loom models only: releases like [`RingConsumer::release`] but dies
+    /// between zeroing the span and publishing it, as a daemon killed
+    /// mid-release does; [`RingConsumer::successor`] then finishes it.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn die_mid_release(mut self) {
+        let start = self.released_pos;
+        let end = self.finished_prefix_end();
+        announce_and_zero(&self.ring, start, end);
+    }
+
+    /// Loom models only: the consumer a restarted daemon builds for this
+    /// ring (from the shared cursors).
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn successor(&self) -> Result<Self, RecordError> {
+        Self::new(Arc::clone(&self.ring))
+    }
+
+    /// Drops the contiguous prefix of finished records from the in-flight
+    /// list; returns the position up to which space can be released.
+    fn finished_prefix_end(&mut self) -> u64 {
         while let Some(front) = self.in_flight.front() {
             if !front.done {
                 break;
@@ -439,12 +492,7 @@ impl RingConsumer {
             self.in_flight.pop_front();
             self.mark_hint = self.mark_hint.saturating_sub(1);
         }
-        let freed = self.released_pos - start;
-        if freed == 0 {
-            return 0;
-        }
-        free_span(&self.ring, start, self.released_pos);
-        freed
+        self.released_pos
     }
 
     /// Queues a failure for the producer to read; `false` if the queue is full.
@@ -464,6 +512,7 @@ impl RingConsumer {
         if self.lap_in_flight() || self.tracking_full() {
             return false;
         }
+        // SYNC POINT (publish): as in `peek`.
         let state = self.ring.state_word(self.drain_pos).load(Acquire);
         state != 0 && state & STATE_CLAIMED == 0
     }
@@ -530,11 +579,13 @@ impl RingConsumer {
         if self.lap_in_flight() {
             return Ok(false); // full and all in flight: no hole to pad
         }
+        // SYNC POINT (publish): as in `peek`.
         let state = self.ring.state_word(pos).load(Acquire);
         if state != 0 && state & STATE_CLAIMED == 0 {
             return Ok(false); // committed: nothing blocks
         }
-        let tail = self.ring.tail().load(Acquire);
+        // Relaxed: see `peek`; only a bound for the hole.
+        let tail = self.ring.tail().load(Relaxed);
         let released = self.released_pos;
         if tail < pos || tail - released > self.ring.capacity {
             return Err(RecordError::CursorsCorrupted { tail, released });
@@ -558,6 +609,7 @@ impl RingConsumer {
             // word (free space is zeroed and every producer writes its state
             // word before anything else), or at the tail / end of the area.
             let mut end = RECORD_ALIGN as u64;
+            // SYNC POINT (publish): as in `peek`.
             while end < limit && self.ring.state_word(pos + end).load(Acquire) == 0 {
                 end += RECORD_ALIGN as u64;
             }

@@ -58,5 +58,8 @@ pub use record::{Delivery, Header, HeaderIter, RawHeader, Record, RecordSpec};
 pub use ring::heap_ring;
 #[cfg(not(loom))]
 pub use segment::{CreateError, OpenError, Segment, SegmentOptions};
+#[cfg(loom)]
+#[doc(hidden)]
+pub use sync::futex_wakes;
 #[cfg(not(loom))]
 pub use wait::park_any;

@@ -58,12 +58,17 @@ impl RingProducer {
 
     /// Bytes claimed so far (the position the next record gets).
     pub fn tail(&self) -> u64 {
-        self.ring.tail().load(Acquire)
+        // Relaxed: the tail only arbitrates claims (its updates are
+        // Relaxed); record contents are published by each state word.
+        self.ring.tail().load(Relaxed)
     }
 
     /// Bytes the consumer has released so far: every record with a sequence
     /// number below this is acknowledged or reported failed.
     pub fn released(&self) -> u64 {
+        // SYNC POINT (space): pairs with the consumer's Release store of
+        // `released` in `free_span`; a client that sees its record released
+        // then also sees the failure the daemon queued for it before.
         self.ring.released().load(Acquire)
     }
 
@@ -278,8 +283,13 @@ impl RingProducer {
         let ring = &*self.ring;
         ring.state_word(pos)
             .store(STATE_CLAIMED | len as u32, Relaxed);
-        // Orders the claimed marker before every later store to the record,
-        // so `unblock` never finds payload bytes behind a zero state word.
+        // SYNC POINT (claimed-first): orders the claimed marker before every
+        // later store to the record. It pairs with no Acquire: its reader is
+        // `RingConsumer::unblock`, which runs only once this process is dead
+        // (the kernel's process exit orders everything it wrote), and scans
+        // state words for the first non-zero one; the fence keeps a record's
+        // payload from becoming visible before its state word even to a
+        // reader that is merely late, so a hole never ends early.
         fence(Release);
         let mut header = [0u8; RECORD_HEADER_SIZE - REC_KIND];
         let field = |buf: &mut [u8], at: usize, bytes: &[u8]| {
@@ -348,6 +358,7 @@ impl RingProducer {
             // `RingConsumer::release`), so either it sees us or we see it.
             ring.space_waiters().fetch_add(1, SeqCst);
             fence(SeqCst);
+            // SYNC POINT (space-epoch): see `free_span` in the consumer.
             let epoch = ring.space_epoch().load(Acquire);
             let done = ready();
             let now = Instant::now();

@@ -87,8 +87,9 @@ impl Ring {
     /// Snapshot of the shared cursors for statistics and flush.
     pub(crate) fn cursors(&self) -> (u64, u64) {
         (
-            self.tail().load(Ordering::Acquire),
-            self.released().load(Ordering::Acquire),
+            // Relaxed: statistics; nothing is read through these values.
+            self.tail().load(Ordering::Relaxed),
+            self.released().load(Ordering::Relaxed),
         )
     }
 }

@@ -57,7 +57,25 @@ pub(crate) fn futex_wait(_word: &AtomicU32, _expected: u32, _timeout: Option<Dur
 }
 
 #[cfg(loom)]
-pub(crate) fn futex_wake(_word: &AtomicU32, _count: i32) {}
+loom::lazy_static! {
+    /// Wake-ups issued in the current loom execution.
+    static ref FUTEX_WAKES: loom::sync::atomic::AtomicUsize =
+        loom::sync::atomic::AtomicUsize::new(0);
+}
+
+/// Under loom a wake-up wakes nobody (waits are yields); it is counted, so
+/// a model can check that whoever had to wake a sleeper did.
+#[cfg(loom)]
+pub(crate) fn futex_wake(_word: &AtomicU32, _count: i32) {
+    FUTEX_WAKES.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Loom models only: wake-ups issued so far in this execution.
+#[cfg(loom)]
+#[doc(hidden)]
+pub fn futex_wakes() -> usize {
+    FUTEX_WAKES.load(Ordering::SeqCst)
+}
 
 /// The wake-up handshake between a committing producer and a parking
 /// consumer is a Dekker pattern: the producer stores a record's state word

@@ -1,11 +1,14 @@
-//! Loom models of the claim / commit / abort / pad / release protocol: two
-//! producer threads and the consumer on a tiny ring, every 4-byte word a
-//! loom atomic (see `memory.rs`), so a missing happens-before edge shows up
-//! as a stale or torn value that the assertions below catch.
+//! Loom models of the claim / commit / abort / pad / release protocol, the
+//! failure queue, the park/wake handshake, and a consumer finishing a
+//! release its predecessor died in: producer threads and the consumer on a
+//! tiny ring, every 4-byte word a loom atomic (see `memory.rs`), so a
+//! missing happens-before edge shows up as a stale or torn value that the
+//! assertions below catch.
 //!
 //! Run with:
 //! `RUSTFLAGS="--cfg loom" cargo test -p shmkafka-ringbuf --release --test loom`
-//! (`LOOM_PREEMPTIONS=N` overrides the preemption bound.)
+//! (`LOOM_MAX_PREEMPTIONS=N`, which CI sets, overrides the default bound
+//! of 2.)
 //!
 //! Only `WhenFull::Fail` is used: blocking waits use `Instant` and futexes,
 //! which loom does not model; a full ring is retried with a loom yield.
@@ -15,7 +18,8 @@
 use loom::thread;
 use shmkafka_ringbuf::layout::{align_record, RECORD_HEADER_SIZE};
 use shmkafka_ringbuf::{
-    heap_ring, Delivery, Record, RecordSpec, ReserveError, RingConsumer, RingProducer, WhenFull,
+    heap_ring, Delivery, Failure, Record, RecordSpec, ReserveError, RingConsumer, RingProducer,
+    WhenFull,
 };
 
 /// 128 bytes: two 56-byte records fit, a third needs a release (and, from
@@ -26,12 +30,10 @@ const VALUE: usize = 8;
 const SPAN: u64 = align_record(RECORD_HEADER_SIZE + VALUE) as u64;
 
 fn check(f: impl Fn() + Sync + Send + 'static) {
+    // `Builder::new` reads loom's own variables (`LOOM_MAX_PREEMPTIONS`,
+    // ...); keep what it found.
     let mut builder = loom::model::Builder::new();
-    let bound = std::env::var("LOOM_PREEMPTIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2);
-    builder.preemption_bound = Some(bound);
+    builder.preemption_bound.get_or_insert(2);
     builder.max_branches = 1_000_000;
     builder.check(f);
 }
@@ -193,6 +195,101 @@ fn released_space_is_reused() {
         let mut expected = vec![(a, value(1, 0)), (b, value(1, 1)), (c, value(2, 0))];
         expected.sort_unstable();
         assert_eq!(got, expected);
+        assert_eq!(producer.released(), producer.tail());
+    });
+}
+
+/// The daemon pushes two failures while two client threads pop: each is
+/// read exactly once, with the fields the daemon wrote.
+#[test]
+fn failure_queue_hands_each_failure_to_one_reader_intact() {
+    check(|| {
+        let (producer, consumer) = heap_ring(CAP);
+        let failures = [
+            Failure {
+                seq: 56,
+                code: -192,
+                persistence: 1,
+            },
+            Failure {
+                seq: 112,
+                code: 10,
+                persistence: 0,
+            },
+        ];
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let producer = producer.clone();
+                thread::spawn(move || producer.pop_failure())
+            })
+            .collect();
+        for failure in failures {
+            assert!(consumer.push_failure(failure));
+        }
+        let mut got: Vec<Failure> = readers
+            .into_iter()
+            .filter_map(|r| r.join().unwrap())
+            .collect();
+        // What the readers left (they may have looked before the pushes).
+        while let Some(failure) = producer.pop_failure() {
+            got.push(failure);
+        }
+        got.sort_unstable_by_key(|f| f.seq);
+        assert_eq!(got, failures);
+    });
+}
+
+/// Dekker handshake between a committing producer and a parking consumer:
+/// if the consumer decides to sleep, the producer saw it parked and woke
+/// it; otherwise the consumer saw the record. Never both missed.
+#[test]
+fn parking_consumer_never_sleeps_through_a_commit() {
+    check(|| {
+        let (producer, consumer) = heap_ring(CAP);
+        let sender = thread::spawn(move || send(&producer, &value(1, 0)));
+        let sleeps = consumer.prepare_park();
+        sender.join().unwrap();
+        if sleeps {
+            assert!(
+                shmkafka_ringbuf::futex_wakes() > 0,
+                "the consumer sleeps on a committed record and nobody wakes it"
+            );
+            consumer.finish_park();
+        }
+    });
+}
+
+/// A consumer dies after zeroing a finished span and before publishing it
+/// (a daemon killed mid-release). Its successor finishes the release while
+/// a producer waits for that space: the producer's record, written into
+/// the freed space, is read back intact and the ring drains completely.
+#[test]
+fn successor_finishes_a_release_its_predecessor_died_in() {
+    check(|| {
+        let (producer, mut consumer) = heap_ring(CAP);
+        let first = send(&producer, &value(1, 0));
+        let second = send(&producer, &value(1, 1));
+        for seq in [first, second] {
+            assert_eq!(consumer.peek().unwrap().expect("record").seq(), seq);
+            consumer.advance();
+            assert!(consumer.mark(seq, Delivery::Delivered));
+        }
+        // A second handle on the ring, to outlive the dying consumer.
+        let handle = consumer.successor().expect("cursors");
+        consumer.die_mid_release();
+        // The third record needs the space being released: 16 bytes of
+        // padding at the wrap, then 56 from position 128.
+        let sender = {
+            let producer = producer.clone();
+            thread::spawn(move || send(&producer, &value(2, 0)))
+        };
+        // The restarted daemon's consumer, built from the shared cursors.
+        let mut successor = handle.successor().expect("cursors");
+        drop(handle);
+        let end = CAP as u64 + SPAN;
+        let got = consume_until(&mut successor, end);
+        let third = sender.join().unwrap();
+        assert_eq!(got, [(third, value(2, 0))]);
         assert_eq!(producer.released(), producer.tail());
     });
 }

@@ -10,6 +10,7 @@
 //! - [`Tansu`]: the tansu broker (a real Kafka-protocol broker with SQLite
 //!   storage) in a child process, when it is installed.
 //! - [`consume_all`]: reads back what actually arrived at a broker.
+//! - [`DaemonProcess`]: `shmkafkad` in a child process.
 //!
 //! Every child process is killed when its handle drops.
 
@@ -18,6 +19,7 @@
 #![deny(unsafe_code)]
 
 mod consume;
+mod daemon;
 mod error;
 mod kafka;
 mod mock_broker;
@@ -26,6 +28,10 @@ mod tansu;
 mod tls;
 
 pub use consume::{consume_all, consume_all_with, ConsumeOptions, ConsumedRecord};
+pub use daemon::{
+    tail, wait_timeout, wait_until, ChildRole, DaemonOptions, DaemonProcess, SHMKAFKAD_BIN,
+    SHMKAFKAD_BIN_ENV,
+};
 pub use error::TestkitError;
 pub use kafka::{
     kafka_libs, KafkaCluster, KafkaOptions, KafkaToolRecord, KAFKA_LIBS_ENV, KAFKA_VERSION,

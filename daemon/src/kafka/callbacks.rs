@@ -38,6 +38,16 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl CallbackState {
+    /// A state that publishes statistics into `feed`, if given, so the
+    /// feed's readers keep seeing the latest document across producers
+    /// that replace one another.
+    pub(crate) fn publishing_to(feed: Option<&StatisticsFeed>) -> Self {
+        Self {
+            statistics: feed.map_or_else(Arc::default, |f| Arc::clone(&f.0)),
+            ..Self::default()
+        }
+    }
+
     /// Moves every collected report to the end of `out`; returns how many.
     pub(crate) fn take_reports(&self, out: &mut Vec<DeliveryReport>) -> usize {
         let mut reports = lock(&self.reports);
@@ -75,7 +85,7 @@ impl CallbackState {
 /// Read access to a producer's latest statistics document that does not
 /// keep the producer alive (so it cannot delay `rd_kafka_destroy` past the
 /// unmapping of the rings its in-flight records point into).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct StatisticsFeed(Arc<Mutex<Option<Arc<str>>>>);
 
 impl StatisticsFeed {

@@ -6,22 +6,52 @@ use rdkafka_sys::bindings as rd;
 
 use super::error::KafkaErrorCode;
 
-/// Whether a message may have reached the broker's log
+/// Whether a record may have reached the broker's log
 /// (`rd_kafka_message_status`). On failure this decides whether re-producing
 /// risks a duplicate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// The one representation of it in the daemon: delivery reports, the spool
+/// format (one byte) and the client's failure queue (a `u32`) all use these
+/// discriminants. Ordered by risk, so the verdict over several attempts of
+/// one record is the [`Ord::max`] of theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
 pub enum Persistence {
     /// Never sent, or the broker answered with an error: re-producing cannot
     /// duplicate it.
-    NotPersisted,
-    /// Sent without an answer (timeout, connection loss): it may be in the
-    /// log, so re-producing may duplicate it.
-    PossiblyPersisted,
+    NotPersisted = 0,
+    /// Sent without an answer (timeout, connection loss, purged in flight):
+    /// it may be in the log, so re-producing may duplicate it.
+    PossiblyPersisted = 1,
     /// Acknowledged by the broker.
-    Persisted,
+    Persisted = 2,
 }
 
 impl Persistence {
+    /// The encoding in spool frames and the client's failure queue.
+    pub const fn as_byte(self) -> u8 {
+        self as u8
+    }
+
+    /// The inverse of [`Persistence::as_byte`]; `None` for other values.
+    pub const fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(Self::NotPersisted),
+            1 => Some(Self::PossiblyPersisted),
+            2 => Some(Self::Persisted),
+            _ => None,
+        }
+    }
+
+    /// Lower-case name for listings and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::NotPersisted => "not_persisted",
+            Self::PossiblyPersisted => "possibly_persisted",
+            Self::Persisted => "persisted",
+        }
+    }
+
     fn from_native(status: rd::rd_kafka_msg_status_t) -> Self {
         use rd::rd_kafka_msg_status_t::*;
         match status {

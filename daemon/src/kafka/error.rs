@@ -35,6 +35,19 @@ pub enum ErrorClass {
 impl KafkaErrorCode {
     /// `RD_KAFKA_RESP_ERR_NO_ERROR`.
     pub const NO_ERROR: Self = Self(0);
+    /// `_UNKNOWN_TOPIC`: the daemon uses it for records whose topic id the
+    /// client never registered (or was refused).
+    pub const UNKNOWN_TOPIC: Self = Self::from_enum(RespErr::RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC);
+    /// `_BAD_MSG`: the daemon uses it for records whose header block does
+    /// not decode.
+    pub const BAD_MSG: Self = Self::from_enum(RespErr::RD_KAFKA_RESP_ERR__BAD_MSG);
+    /// `_PURGE_QUEUE`: purged before it was sent.
+    pub const PURGE_QUEUE: Self = Self::from_enum(RespErr::RD_KAFKA_RESP_ERR__PURGE_QUEUE);
+    /// `_PURGE_INFLIGHT`: purged while a request carrying it was in flight.
+    pub const PURGE_INFLIGHT: Self = Self::from_enum(RespErr::RD_KAFKA_RESP_ERR__PURGE_INFLIGHT);
+    /// `_MSG_TIMED_OUT`: `message.timeout.ms` passed before an
+    /// acknowledgement.
+    pub const MSG_TIMED_OUT: Self = Self::from_enum(RespErr::RD_KAFKA_RESP_ERR__MSG_TIMED_OUT);
 
     /// Wraps a raw `rd_kafka_resp_err_t` value.
     pub const fn from_raw(code: i32) -> Self {
@@ -58,6 +71,12 @@ impl KafkaErrorCode {
     /// True for `NO_ERROR`.
     pub const fn is_ok(self) -> bool {
         self.0 == 0
+    }
+
+    /// `_PURGE_QUEUE` or `_PURGE_INFLIGHT`: failed by `rd_kafka_purge`, ours
+    /// or librdkafka's own after a fatal error.
+    pub fn is_purge(self) -> bool {
+        self == Self::PURGE_QUEUE || self == Self::PURGE_INFLIGHT
     }
 
     /// librdkafka's symbolic name without the `RD_KAFKA_RESP_ERR_` prefix,
@@ -375,6 +394,23 @@ mod tests {
         assert_eq!(code.name(), "MSG_SIZE_TOO_LARGE");
         assert_eq!(code.raw(), 10);
         assert_eq!(KafkaErrorCode::from_raw(-184).name(), "_QUEUE_FULL");
+    }
+
+    #[test]
+    fn named_codes_match_librdkafka() {
+        for (code, name) in [
+            (KafkaErrorCode::UNKNOWN_TOPIC, "_UNKNOWN_TOPIC"),
+            (KafkaErrorCode::BAD_MSG, "_BAD_MSG"),
+            (KafkaErrorCode::PURGE_QUEUE, "_PURGE_QUEUE"),
+            (KafkaErrorCode::PURGE_INFLIGHT, "_PURGE_INFLIGHT"),
+            (KafkaErrorCode::MSG_TIMED_OUT, "_MSG_TIMED_OUT"),
+        ] {
+            assert_eq!(code.name(), name);
+        }
+        assert_eq!(KafkaErrorCode::UNKNOWN_TOPIC.raw(), -188);
+        assert!(KafkaErrorCode::PURGE_QUEUE.is_purge());
+        assert!(KafkaErrorCode::PURGE_INFLIGHT.is_purge());
+        assert!(!KafkaErrorCode::MSG_TIMED_OUT.is_purge());
     }
 
     #[test]

@@ -25,7 +25,12 @@
 //!   `message.timeout.ms=1500` and the broker down, the `_MSG_TIMED_OUT`
 //!   report came after ~3 s.
 //! - **Fatal errors** (idempotence) purge the queue: queued messages get
-//!   `_PURGE_QUEUE` reports, and [`Producer::fatal_error`] names the cause.
+//!   `_PURGE_QUEUE` reports (in-flight requests still get their real
+//!   outcome), [`Producer::fatal_error`] names the cause, and every later
+//!   produce fails with [`ProduceError::Fatal`]; the drain replaces the
+//!   producer (`drain::recovery`). A mock broker's
+//!   `OUT_OF_ORDER_SEQUENCE_NUMBER` answer to the head-of-line request
+//!   raises one.
 //! - **Destroy** (dropping the last of `Producer`/`Topic`) discards what is
 //!   still queued without reports: flush, then purge and poll, first.
 //! - **Mock cluster**: brokers on 127.0.0.1, ids from 1; topics are

@@ -25,6 +25,9 @@ pub const PARTITION_UNASSIGNED: i32 = -1;
 pub struct ProducerOptions {
     /// Pin librdkafka's own threads to these CPUs.
     pub thread_pinning: Option<ThreadPinning>,
+    /// Publish statistics into this feed rather than a new one: a producer
+    /// that replaces another keeps its readers (metrics) up to date.
+    pub statistics: Option<StatisticsFeed>,
 }
 
 /// A header as `(name, value)`; a `None` value is a Kafka null header value.
@@ -125,7 +128,7 @@ impl Producer {
     /// config sets `statistics.interval.ms`).
     pub fn new(config: &KafkaConfig, options: ProducerOptions) -> Result<Self, KafkaError> {
         let mut conf = config.to_native()?;
-        let callbacks = Box::<CallbackState>::default();
+        let callbacks = Box::new(CallbackState::publishing_to(options.statistics.as_ref()));
         let pinning = options
             .thread_pinning
             .as_ref()

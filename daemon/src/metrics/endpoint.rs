@@ -100,6 +100,8 @@ impl Endpoint {
     /// Stops serving and joins the thread.
     pub fn stop(&mut self) {
         if let Some(server) = self.server.take() {
+            // SYNC POINT (metrics-stop): pairs with the Acquire load in
+            // `http::serve`, which returns on seeing it.
             server.stop.store(true, Ordering::Release);
             // Unblocks `accept`; the thread sees `stop` and returns.
             let _ = TcpStream::connect(server.address);

@@ -28,6 +28,7 @@ const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.
 /// connects once to unblock `accept`).
 pub fn serve(listener: &TcpListener, registry: &Registry, stop: &Arc<AtomicBool>) {
     for stream in listener.incoming() {
+        // SYNC POINT (metrics-stop): see `Endpoint::stop`.
         if stop.load(Ordering::Acquire) {
             break;
         }
@@ -222,6 +223,7 @@ mod tests {
         let huge = vec![b'a'; MAX_REQUEST_BYTES + 1];
         let bad = exchange(addr, &huge);
         assert!(bad.starts_with("HTTP/1.1 400 "), "{bad}");
+        // SYNC POINT (metrics-stop), as in `Endpoint::stop`.
         stop.store(true, Ordering::Release);
         let _ = TcpStream::connect(addr);
         server.join().unwrap();

@@ -1,12 +1,13 @@
 //! Observability: the Prometheus endpoint and `shmkafkad status`.
 //!
 //! Nothing here is on the data path. The drain threads and the control side
-//! count into atomics they own ([`crate::drain::DrainStats`],
+//! count into atomics they own ([`DrainStats`],
 //! [`crate::client::ClientCounters`], [`latency::LatencyHistogram`]); this
 //! module reads them when asked.
 //!
 //! - [`Telemetry`]: where every counter is found; shared by the status
 //!   command, the metrics collector and the supervisor's sampling tick.
+//! - [`drain_stats`]: the counters each drain thread owns.
 //! - [`snapshot`]: point-in-time copies of client and drain counters.
 //! - [`rates`]: records per second and busy ratios over a sliding window.
 //! - [`latency`]: the drain threads' lock-free latency histogram.
@@ -17,6 +18,7 @@
 //! - [`status`]: the status command's table and JSON.
 
 pub mod collector;
+pub mod drain_stats;
 pub mod encode;
 pub mod endpoint;
 pub mod http;
@@ -31,10 +33,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use crate::drain::DrainStats;
 use crate::kafka::StatisticsFeed;
 use crate::registry::Registry;
 
+pub use drain_stats::DrainStats;
 pub use endpoint::Endpoint;
 
 /// One drain thread as observability sees it.

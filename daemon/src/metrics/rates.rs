@@ -188,6 +188,9 @@ mod tests {
             delivered,
             failed: 0,
             spooled: 0,
+            reproduced: 0,
+            retries: 0,
+            producer_rebuilds: 0,
             idle_ns,
             latency: LatencySnapshot::default(),
         }

@@ -3,8 +3,8 @@
 
 use std::sync::atomic::Ordering;
 
+use super::DrainStats;
 use crate::client::Client;
-use crate::drain::DrainStats;
 use crate::metrics::latency::LatencySnapshot;
 
 /// One client's ring and counters.
@@ -99,6 +99,12 @@ pub struct DrainSnapshot {
     pub failed: u64,
     /// Records spooled.
     pub spooled: u64,
+    /// Records produced again after a retriable failure or a rebuild.
+    pub reproduced: u64,
+    /// Recoveries after retriable delivery failures.
+    pub retries: u64,
+    /// librdkafka producers replaced after a fatal error.
+    pub producer_rebuilds: u64,
     /// Nanoseconds spent waiting for work.
     pub idle_ns: u64,
     /// Delivery latency histogram.
@@ -115,6 +121,9 @@ impl DrainSnapshot {
             delivered: stats.delivered.load(Ordering::Relaxed),
             failed: stats.failed.load(Ordering::Relaxed),
             spooled: stats.spooled.load(Ordering::Relaxed),
+            reproduced: stats.reproduced.load(Ordering::Relaxed),
+            retries: stats.retries.load(Ordering::Relaxed),
+            producer_rebuilds: stats.producer_rebuilds.load(Ordering::Relaxed),
             idle_ns: stats.idle_ns.load(Ordering::Relaxed),
             latency: stats.latency.snapshot(),
         }

@@ -19,11 +19,11 @@ use tracing::{error, info, warn};
 
 use super::budget::{self, SpoolBudget};
 use super::files::now_ms;
-use super::format::{Persistence, RecordRef, FILE_HEADER_LEN, FLAG_CONTENT_LOST};
+use super::format::{RecordRef, FILE_HEADER_LEN, FLAG_CONTENT_LOST};
 use super::writer::{CommitError, SpoolWriter};
 use crate::client::Client;
 use crate::config::SpoolSection;
-use crate::kafka::{self, KafkaErrorCode};
+use crate::kafka::{self, KafkaErrorCode, Persistence};
 
 /// First retry after a failed spool write; doubled up to [`RETRY_MAX`].
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -35,8 +35,8 @@ const ALARM_INTERVAL: Duration = Duration::from_secs(10);
 /// bytes, so a full ring is not copied into memory at once.
 const BATCH_BYTES: usize = 8 << 20;
 /// Error code for records spooled at shutdown because the budget ran out
-/// (`RD_KAFKA_RESP_ERR__PURGE_QUEUE`: purged from the producer's queue).
-pub const ERR_SHUTDOWN_PURGED: i32 = -152;
+/// (purged from the producer's queue, or never handed to it).
+pub const ERR_SHUTDOWN_PURGED: KafkaErrorCode = KafkaErrorCode::PURGE_QUEUE;
 
 /// A failed record waiting, still in its ring, to be spooled.
 #[derive(Debug, Clone, Copy)]
@@ -48,14 +48,14 @@ pub struct PendingFailure {
     /// Why it failed.
     pub code: KafkaErrorCode,
     /// Whether the broker may have it anyway.
-    pub status: kafka::Persistence,
+    pub status: Persistence,
     /// When it failed, ms since the epoch.
     pub failed_at_ms: i64,
 }
 
 impl PendingFailure {
     /// A failure that happened now.
-    pub fn now(slot: usize, seq: u64, code: KafkaErrorCode, status: kafka::Persistence) -> Self {
+    pub fn now(slot: usize, seq: u64, code: KafkaErrorCode, status: Persistence) -> Self {
         Self {
             slot,
             seq,
@@ -206,26 +206,24 @@ impl DeadLetters {
 
     /// Shutdown, for a client that is gone (its ring dies with the daemon):
     /// spools every committed record of `consumer` not yet finished, as
-    /// failed with [`ERR_SHUTDOWN_PURGED`]. `consumer` must be fresh (built
-    /// from the release cursor), so it also yields the records that were in
-    /// flight. Returns records spooled, and whether all were.
+    /// failed with [`ERR_SHUTDOWN_PURGED`], each with the persistence
+    /// `persistence(seq)` gives (what its attempts may have left in the
+    /// log). `consumer` must be fresh (built from the release cursor), so it
+    /// also yields the records that were in flight. Returns records spooled,
+    /// and whether all were.
     pub fn spool_abandoned(
         &mut self,
         consumer: &mut RingConsumer,
         client: &Client,
+        persistence: impl Fn(u64) -> Persistence,
     ) -> (usize, bool) {
-        let code = KafkaErrorCode::from_raw(ERR_SHUTDOWN_PURGED);
+        let code = ERR_SHUTDOWN_PURGED;
         let mut batch = Vec::new();
         let mut spooled = 0;
         loop {
             let peeked = match consumer.peek() {
                 Ok(Some(view)) => {
-                    let failure = PendingFailure::now(
-                        0,
-                        view.seq(),
-                        code,
-                        kafka::Persistence::PossiblyPersisted,
-                    );
+                    let failure = PendingFailure::now(0, view.seq(), code, persistence(view.seq()));
                     append_view(&mut self.writer, &view, client, &failure);
                     Some(failure.seq)
                 }
@@ -338,7 +336,7 @@ pub fn append_failure(
                 error_code: failure.code.raw(),
                 topic_id: u32::MAX,
                 client_pid: client.map_or(0, |c| c.pid),
-                persistence: persistence(failure.status),
+                persistence: failure.status,
                 flags: FLAG_CONTENT_LOST,
                 topic: "",
                 error_name: &error_name,
@@ -372,7 +370,7 @@ fn append_view(
         error_code: failure.code.raw(),
         topic_id: view.topic_id(),
         client_pid: client.pid,
-        persistence: persistence(failure.status),
+        persistence: failure.status,
         flags: 0,
         topic: topic.as_deref().unwrap_or(""),
         error_name: &error_name,
@@ -381,14 +379,6 @@ fn append_view(
         value: view.value(),
         headers: &headers,
     });
-}
-
-fn persistence(status: kafka::Persistence) -> Persistence {
-    match status {
-        kafka::Persistence::NotPersisted => Persistence::NotPersisted,
-        kafka::Persistence::PossiblyPersisted => Persistence::PossiblyPersisted,
-        kafka::Persistence::Persisted => Persistence::Persisted,
-    }
 }
 
 #[cfg(test)]
@@ -422,7 +412,12 @@ mod tests {
             ..Default::default()
         };
         let mut dead = super::DeadLetters::new(&config, 0);
-        assert_eq!(dead.spool_abandoned(&mut consumer, &client), (count, true));
+        assert_eq!(
+            dead.spool_abandoned(&mut consumer, &client, |_| {
+                crate::kafka::Persistence::NotPersisted
+            }),
+            (count, true)
+        );
         assert_eq!(consumer.tracked(), 0);
     }
 

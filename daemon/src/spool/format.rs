@@ -63,36 +63,9 @@ pub const NULL_LEN: u32 = u32::MAX;
 pub const FLAG_CONTENT_LOST: u8 = 1;
 
 /// Whether the broker may hold the record despite the failure; replaying a
-/// possibly persisted record may duplicate it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Persistence {
-    /// Never written by the broker.
-    NotPersisted = 0,
-    /// Sent without an answer, or purged at shutdown: may be in the log.
-    PossiblyPersisted = 1,
-    /// Acknowledged (not expected in a spool; kept for completeness).
-    Persisted = 2,
-}
-
-impl Persistence {
-    fn from_byte(b: u8) -> Option<Self> {
-        match b {
-            0 => Some(Self::NotPersisted),
-            1 => Some(Self::PossiblyPersisted),
-            2 => Some(Self::Persisted),
-            _ => None,
-        }
-    }
-
-    /// Lower-case name for listings.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::NotPersisted => "not_persisted",
-            Self::PossiblyPersisted => "possibly_persisted",
-            Self::Persisted => "persisted",
-        }
-    }
-}
+/// possibly persisted record may duplicate it. One byte on disk
+/// ([`Persistence::as_byte`]).
+pub use crate::kafka::Persistence;
 
 /// A record to spool, borrowing its bytes (from a ring, or from a record
 /// read back).
@@ -314,7 +287,7 @@ pub fn encode_frame(record: &RecordRef<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(&record.error_code.to_le_bytes());
     out.extend_from_slice(&record.topic_id.to_le_bytes());
     out.extend_from_slice(&record.client_pid.to_le_bytes());
-    out.push(record.persistence as u8);
+    out.push(record.persistence.as_byte());
     out.push(record.flags);
     put_str(out, record.topic);
     put_str(out, record.error_name);

@@ -9,28 +9,46 @@
 //! identity, so the verifier regenerates the expected record instead of
 //! trusting anything the producers report.
 
-#![allow(dead_code)] // each test binary uses a different subset
-
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, ExitStatus};
+use std::sync::{mpsc, OnceLock};
+use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use shmkafka_client::{Message, Producer, ProducerOptions, WhenFull};
-use shmkafka_testkit::{consume_all_with, ConsumeOptions, ConsumedRecord};
+use shmkafka_testkit::{
+    consume_all_with, locate_binary, ChildRole, ConsumeOptions, ConsumedRecord, MOCK_BROKER_BIN,
+    MOCK_BROKER_BIN_ENV, SHMKAFKAD_BIN, SHMKAFKAD_BIN_ENV,
+};
+use shmkafka_testkit::{wait_timeout, DaemonOptions};
 
-pub const SHMKAFKAD: &str = env!("CARGO_BIN_EXE_shmkafkad");
-pub const MOCK_BROKER: &str = env!("CARGO_BIN_EXE_shmkafka-mock-broker");
+/// The `shmkafkad` binary under test (built by cargo beside the test
+/// executable, or `SHMKAFKAD_BIN`).
+pub fn shmkafkad_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        locate_binary(SHMKAFKAD_BIN, SHMKAFKAD_BIN_ENV).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
 
-/// Environment variable that turns a re-executed test binary into a client.
-const ROLE_ENV: &str = "SHMKAFKA_E2E_ROLE";
+/// The `shmkafka-mock-broker` binary (beside the test executable, or
+/// `SHMKAFKA_MOCK_BROKER_BIN`).
+pub fn mock_broker_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        locate_binary(MOCK_BROKER_BIN, MOCK_BROKER_BIN_ENV).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+/// How an `e2e_*` binary re-executes itself as a client.
+const ROLE: ChildRole = ChildRole {
+    env: "SHMKAFKA_E2E_ROLE",
+    entry: CHILD_ENTRY,
+};
 /// Prefix of the lines a child prints for its parent.
 const RESULT_PREFIX: &str = "E2E-RESULT ";
 /// The header carrying a record's identity.
@@ -41,218 +59,15 @@ pub const FIXED_TS: i64 = 1_700_000_000_000;
 /// stays under the default `message.max.bytes` (1 000 000) of librdkafka
 /// and of the brokers.
 pub const LARGEST_VALUE: usize = 512 * 1024;
-/// Readiness budget for a daemon (binding a socket; generous for a loaded
-/// 2-core CI machine).
-const DAEMON_READY: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------
 // Processes
 // ---------------------------------------------------------------------------
 
-/// Makes the child die with the test process (SIGKILL to the child when the
-/// thread that spawned it exits), so a test killed without running
-/// destructors leaves no daemon or client behind.
-fn die_with_parent(command: &mut Command) {
-    // SAFETY: the closure runs in the forked child before exec and only makes
-    // the prctl system call, which is async-signal-safe; it touches no memory
-    // shared with the parent.
-    unsafe {
-        command.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
-        });
-    }
-}
-
-/// A `shmkafkad` child process with its log file; SIGKILLed on drop, and its
-/// log tail printed if the test is failing.
-pub struct Daemon {
-    child: Option<Child>,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-/// How to start a daemon.
-#[derive(Debug, Clone)]
-pub struct DaemonSpec {
-    pub socket: PathBuf,
-    pub bootstrap: String,
-    /// Config file contents (written next to the log), if any.
-    pub config: Option<String>,
-    /// `-X key=value` properties.
-    pub properties: Vec<(String, String)>,
-    pub log_level: String,
-}
-
-impl DaemonSpec {
-    pub fn new(socket: &Path, bootstrap: &str) -> Self {
-        Self {
-            socket: socket.to_owned(),
-            bootstrap: bootstrap.to_owned(),
-            config: None,
-            properties: Vec::new(),
-            log_level: "info".to_owned(),
-        }
-    }
-
-    pub fn config(mut self, text: &str) -> Self {
-        self.config = Some(text.to_owned());
-        self
-    }
-
-    pub fn property(mut self, key: &str, value: &str) -> Self {
-        self.properties.push((key.to_owned(), value.to_owned()));
-        self
-    }
-
-    pub fn log_level(mut self, level: &str) -> Self {
-        self.log_level = level.to_owned();
-        self
-    }
-
-    /// Starts the daemon and waits until its socket accepts connections.
-    pub fn start(&self) -> Daemon {
-        let dir = self.socket.parent().expect("socket in a directory");
-        let stamp = unique_suffix();
-        let log = dir.join(format!("shmkafkad-{stamp}.log"));
-        let mut command = Command::new(SHMKAFKAD);
-        if let Some(text) = &self.config {
-            let path = dir.join(format!("shmkafkad-{stamp}.toml"));
-            std::fs::write(&path, text).expect("writing the daemon config");
-            command.arg("--config").arg(path);
-        }
-        command
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("--bootstrap-servers")
-            .arg(&self.bootstrap)
-            .arg("--log-level")
-            .arg(&self.log_level)
-            // Keep dead letters inside the test's directory.
-            .arg("--spool-dir")
-            .arg(dir.join("spool"));
-        for (key, value) in &self.properties {
-            command.arg("-X").arg(format!("{key}={value}"));
-        }
-        let log_file = File::create(&log).expect("creating the daemon log");
-        command
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("dup log"))
-            .stderr(log_file);
-        die_with_parent(&mut command);
-        let child = command.spawn().expect("spawning shmkafkad");
-        let mut daemon = Daemon {
-            child: Some(child),
-            socket: self.socket.clone(),
-            log,
-        };
-        daemon.wait_ready();
-        daemon
-    }
-}
-
-impl Daemon {
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + DAEMON_READY;
-        loop {
-            // A connection that sends nothing is dropped by the daemon as
-            // soon as we close it.
-            if UnixStream::connect(&self.socket).is_ok() {
-                return;
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "shmkafkad exited with {status} before listening on {}; log:\n{}",
-                    self.socket.display(),
-                    self.log_text()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "shmkafkad not listening on {} after {DAEMON_READY:?}; log:\n{}",
-                self.socket.display(),
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("daemon running").id()
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Graceful stop (SIGTERM); waits for the exit and returns its status.
-    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
-        let mut child = self.child.take().expect("daemon running");
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-        let status = wait_timeout(&mut child, timeout);
-        status.unwrap_or_else(|| {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "shmkafkad did not exit within {timeout:?} of SIGTERM; log:\n{}",
-                self.log_text()
-            )
-        })
-    }
-
-    /// Crash (SIGKILL); waits for the exit.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            eprintln!(
-                "---- {} (test failing) ----\n{}",
-                self.log.display(),
-                tail(&self.log_text(), 60)
-            );
-        }
-    }
-}
-
-/// Polls `child` until it exits or `timeout` passes.
-pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("polling a child") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-pub fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn unique_suffix() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+/// The daemon built with these tests, listening on `socket` and producing
+/// to `bootstrap` (logs, config and spool next to the socket).
+pub fn daemon_options(socket: &Path, bootstrap: &str) -> DaemonOptions {
+    DaemonOptions::new(shmkafkad_bin(), socket, bootstrap)
 }
 
 /// A temp dir for sockets and logs; world-traversable so that a client
@@ -329,24 +144,17 @@ pub const CHILD_ENTRY: &str = "child_role_entry_point";
 
 impl SenderSpec {
     pub fn spawn(&self) -> ClientChild {
-        let exe = std::env::current_exe().expect("current exe");
-        let mut command = Command::new(exe);
+        let mut command = ROLE.command("sender");
         command
-            .args([CHILD_ENTRY, "--exact", "--nocapture", "--test-threads=1"])
-            .env(ROLE_ENV, "sender")
             .env("E2E_SOCKET", &self.socket)
             .env("E2E_TOPIC", &self.topic)
             .env("E2E_RING", self.ring_capacity.to_string())
-            .env("E2E_FINISH", self.finish.as_str())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .env("E2E_FINISH", self.finish.as_str());
         self.workload.pass_to(&mut command, "E2E", self.proc_id);
         if let Some((uid, gid)) = self.run_as {
             // std drops root's supplementary groups when it sets the uid.
             command.uid(uid).gid(gid);
         }
-        die_with_parent(&mut command);
         let mut child = command.spawn().expect("spawning a client child");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
@@ -451,7 +259,7 @@ impl Drop for ClientChild {
 /// Runs the role this process was started for, if any. Called by the
 /// `child_role_entry_point` test of each e2e binary; a no-op in the parent.
 pub fn run_child_role() {
-    let Ok(role) = std::env::var(ROLE_ENV) else {
+    let Some(role) = ROLE.current() else {
         return;
     };
     match role.as_str() {
@@ -936,18 +744,6 @@ fn check_content(expected: &ExpectedRecord, got: &ConsumedRecord, problems: &mut
                 got.timestamp_ms
             ));
         }
-    }
-}
-
-/// Waits until `condition` holds, polling; panics with `what` on timeout.
-pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

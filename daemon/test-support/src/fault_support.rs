@@ -7,12 +7,10 @@
 //! Records are those of `common::Workload` (identity in an `e2e-id`
 //! header, everything else a function of it), checked by `common::verify`.
 
-#![allow(dead_code)] // each test binary uses a different subset
-
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -20,12 +18,15 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use shmkafka_client::{Message, Producer, ProducerOptions, Topic, WhenFull};
-use shmkafka_testkit::{consume_all_with, ConsumeOptions};
+use shmkafka_testkit::{consume_all_with, ChildRole, ConsumeOptions};
 
-use crate::common::{self, env_num, Guarantee, RecordId, Workload, SHMKAFKAD};
+use crate::common::{self, env_num, shmkafkad_bin, Guarantee, RecordId, Workload};
 
-/// Environment variable that turns a re-executed test binary into a child.
-const ROLE_ENV: &str = "SHMKAFKA_FAULT_ROLE";
+/// How a `fault_*` binary re-executes itself as a child.
+const ROLE: ChildRole = ChildRole {
+    env: "SHMKAFKA_FAULT_ROLE",
+    entry: CHILD_ENTRY,
+};
 /// Prefix of a child's progress line: `thread=T committed=N` says that the
 /// thread's records 0..N are committed (each thread commits in order).
 const PROGRESS: &str = "FAULT-PROGRESS ";
@@ -120,30 +121,7 @@ impl Finish {
 
 /// The test binary re-executed in `role`.
 pub fn child_command(role: &str) -> Command {
-    let exe = std::env::current_exe().expect("current exe");
-    let mut command = Command::new(exe);
-    command
-        .args([CHILD_ENTRY, "--exact", "--nocapture", "--test-threads=1"])
-        .env(ROLE_ENV, role)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    die_with_parent(&mut command);
-    command
-}
-
-/// The child gets SIGKILL when the thread that spawned it exits, so a test
-/// killed without running destructors leaves no client behind.
-fn die_with_parent(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the forked child before exec and only makes
-    // the prctl system call, which is async-signal-safe.
-    unsafe {
-        command.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(std::io::Error::from)
-        });
-    }
+    ROLE.command(role)
 }
 
 /// What the parent has heard from a child so far.
@@ -240,7 +218,7 @@ impl FaultChild {
                 panic!(
                     "child {} exited ({status}) before {what}; its stdout:\n{}",
                     self.proc_id,
-                    common::tail(&self.state.lock().unwrap().lines.join("\n"), 30)
+                    shmkafka_testkit::tail(&self.state.lock().unwrap().lines.join("\n"), 30)
                 );
             }
             assert!(
@@ -264,7 +242,7 @@ impl FaultChild {
     /// Waits for a clean exit; panics on a failure or after `timeout`.
     pub fn wait_success(mut self, timeout: Duration) -> ChildState {
         let mut child = self.child.take().expect("running");
-        let status: Option<ExitStatus> = common::wait_timeout(&mut child, timeout);
+        let status: Option<ExitStatus> = shmkafka_testkit::wait_timeout(&mut child, timeout);
         let proc_id = self.proc_id;
         let Some(status) = status else {
             let _ = child.kill();
@@ -272,7 +250,7 @@ impl FaultChild {
             let state = self.collect();
             panic!(
                 "child {proc_id} still running after {timeout:?}; its stdout:\n{}",
-                common::tail(&state.lines.join("\n"), 30)
+                shmkafka_testkit::tail(&state.lines.join("\n"), 30)
             );
         };
         let state = self.collect();
@@ -280,7 +258,7 @@ impl FaultChild {
             status.success(),
             "child {proc_id} failed with {status} (an error reached the application; \
              its panic is in the output above); stdout:\n{}",
-            common::tail(&state.lines.join("\n"), 30)
+            shmkafka_testkit::tail(&state.lines.join("\n"), 30)
         );
         state
     }
@@ -337,7 +315,7 @@ impl ChildState {
 /// it. A no-op (`None`) in the parent. Called by `child_role_entry_point`
 /// of each `fault_*` binary.
 pub fn run_child_role() -> Option<String> {
-    let role = std::env::var(ROLE_ENV).ok()?;
+    let role = ROLE.current()?;
     match role.as_str() {
         "stream" => {
             run_stream();
@@ -473,7 +451,7 @@ pub fn send_record(
 /// `shmkafkad status --json`: the clients array; `None` if the daemon did
 /// not answer.
 pub fn status_clients(socket: &Path) -> Option<Vec<serde_json::Value>> {
-    let out = Command::new(SHMKAFKAD)
+    let out = Command::new(shmkafkad_bin())
         .args(["status", "--json", "--socket"])
         .arg(socket)
         .env_remove("RUST_LOG")

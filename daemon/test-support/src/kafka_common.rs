@@ -1,7 +1,5 @@
 //! Helpers shared by the `kafka_*` integration tests.
 
-#![allow(dead_code)] // each test binary uses a different subset
-
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -10,8 +8,6 @@ use shmkafkad::kafka::{
     DeliveryReport, KafkaConfig, OutgoingMessage, Persistence, Producer, ProducerOptions,
     PARTITION_UNASSIGNED,
 };
-
-pub const MOCK_BROKER_BIN: &str = env!("CARGO_BIN_EXE_shmkafka-mock-broker");
 
 /// A producer for `bootstrap` with test-friendly latency, plus `extra`.
 pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> Producer {

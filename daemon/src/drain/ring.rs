@@ -1,0 +1,190 @@
+//! What a drain thread knows about one client ring besides the ring itself:
+//! its topic handles, what it has in flight, and what earlier attempts of
+//! its unfinished records may have left at the broker.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use shmkafka_ringbuf::RingConsumer;
+use tracing::{error, warn};
+
+use crate::client::Client;
+use crate::kafka::{Persistence, Producer, Topic};
+
+/// Topic handles of one producer by name, shared by all rings of a drain
+/// thread (librdkafka keeps one object per topic anyway).
+pub(super) type TopicHandles = HashMap<Arc<str>, Arc<Topic>>;
+
+/// One client ring as its drain thread sees it.
+pub(super) struct Ring {
+    pub client: Arc<Client>,
+    pub consumer: RingConsumer,
+    pub topics: TopicTable,
+    /// Records handed to librdkafka and not yet reported.
+    pub in_flight: usize,
+    /// Set when the ring holds garbage: the client is no longer drained.
+    pub quarantined: Option<String>,
+    /// On shutdown: drain up to here, leave the rest for the next daemon.
+    pub stop_at: Option<u64>,
+    /// Failed records held in flight until the spool has them on disk.
+    pub awaiting_spool: usize,
+    /// Acknowledgements served but not yet added to the client's counter.
+    pub acked_unpublished: u64,
+    /// Records after a failed attempt wait to be produced again: rebuild
+    /// the consumer from the release cursor before draining further.
+    pub rewind_pending: bool,
+    /// Records before this position are being produced again (counted as
+    /// re-produced).
+    pub reproduce_before: u64,
+    /// Unfinished records whose earlier attempt failed, with what that
+    /// attempt may have left in the log. Records absent here are in flight
+    /// now (before `consumer.drain_pos()`) or were never handed to
+    /// librdkafka (from it on).
+    attempts: HashMap<u64, Persistence>,
+}
+
+/// A ring's topic handles by client topic id.
+pub(super) struct TopicTable {
+    handles: Vec<Option<Arc<Topic>>>,
+    /// The client's topic-table version `handles` was built from;
+    /// `u64::MAX` forces a rebuild.
+    version: u64,
+}
+
+impl Default for TopicTable {
+    fn default() -> Self {
+        Self {
+            handles: Vec::new(),
+            version: u64::MAX,
+        }
+    }
+}
+
+impl TopicTable {
+    /// The handle of client topic `id`, if the client registered it (and a
+    /// handle could be created).
+    pub fn get(&self, id: u32) -> Option<&Arc<Topic>> {
+        self.handles.get(id as usize).and_then(Option::as_ref)
+    }
+
+    /// Rebuilds the table if `client`'s changed since it was built.
+    pub fn refresh(&mut self, client: &Client, producer: &Producer, shared: &mut TopicHandles) {
+        let version = client.topics_version();
+        if version == self.version {
+            return;
+        }
+        self.version = version;
+        self.handles = client
+            .topics()
+            .into_iter()
+            .map(|name| {
+                let name = name?;
+                if let Some(handle) = shared.get(&name) {
+                    return Some(Arc::clone(handle));
+                }
+                match producer.topic(&name) {
+                    Ok(topic) => {
+                        let topic = Arc::new(topic);
+                        shared.insert(name, Arc::clone(&topic));
+                        Some(topic)
+                    }
+                    Err(e) => {
+                        warn!(topic = %name, error = %e, "cannot create topic handle");
+                        None
+                    }
+                }
+            })
+            .collect();
+    }
+
+    /// Drops the handles (they belong to a producer being replaced).
+    pub fn forget(&mut self) {
+        *self = Self::default();
+    }
+}
+
+impl Ring {
+    pub fn new(client: Arc<Client>, consumer: RingConsumer) -> Self {
+        Self {
+            client,
+            consumer,
+            topics: TopicTable::default(),
+            in_flight: 0,
+            quarantined: None,
+            stop_at: None,
+            awaiting_spool: 0,
+            acked_unpublished: 0,
+            rewind_pending: false,
+            reproduce_before: 0,
+            attempts: HashMap::new(),
+        }
+    }
+
+    /// Whether records handed out are unfinished: in flight, waiting for
+    /// the spool, or waiting to be produced again. (While a recovery drains,
+    /// records whose attempt failed are unfinished too; see
+    /// `Recovery::is_draining`.)
+    pub fn has_unfinished_work(&self) -> bool {
+        self.in_flight > 0 || self.awaiting_spool > 0 || self.rewind_pending
+    }
+
+    /// Stops draining a ring that holds garbage; its records after this
+    /// point are not delivered.
+    pub fn quarantine(&mut self, reason: String, context: &'static str) {
+        error!(client = self.client.id, name = %self.client.name, error = %reason,
+            context, "garbage in ring; client quarantined (its records after this point are not delivered)");
+        self.quarantined = Some(reason);
+        self.client
+            .counters
+            .quarantined
+            .store(true, Ordering::Relaxed);
+    }
+
+    /// Notes that an attempt of the unfinished record `seq` failed with
+    /// `status`; the record's verdict is the worst over its attempts.
+    pub fn note_failed_attempt(&mut self, seq: u64, status: Persistence) {
+        let worst = self.attempts.entry(seq).or_insert(status);
+        *worst = (*worst).max(status);
+    }
+
+    /// What the attempts of record `seq` so far may have left in the log,
+    /// counting `latest` (the report just received) if given. A record
+    /// handed to librdkafka without a report is possibly persisted; one
+    /// never handed to it is not.
+    pub fn persistence(
+        &self,
+        seq: u64,
+        latest: Option<Persistence>,
+        handed_before: u64,
+    ) -> Persistence {
+        let earlier = self.attempts.get(&seq).copied();
+        match (earlier, latest) {
+            (Some(a), Some(b)) => a.max(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) if seq < handed_before => Persistence::PossiblyPersisted,
+            (None, None) => Persistence::NotPersisted,
+        }
+    }
+
+    /// Record `seq` is finished (delivered or spooled).
+    pub fn finished(&mut self, seq: u64) {
+        if !self.attempts.is_empty() {
+            self.attempts.remove(&seq);
+        }
+    }
+
+    /// Rebuilds the consumer from the release cursor, so it yields every
+    /// unfinished record again, in ring order (finished ones are stepped
+    /// over). Only with nothing in flight and no failure waiting for the
+    /// spool: their records would be handed out twice.
+    pub fn rewind(&mut self) -> Result<usize, String> {
+        debug_assert!(self.in_flight == 0 && self.awaiting_spool == 0);
+        let again = self.consumer.pending();
+        let consumer = self.client.segment.consumer().map_err(|e| e.to_string())?;
+        self.reproduce_before = self.reproduce_before.max(self.consumer.drain_pos());
+        self.consumer = consumer;
+        self.rewind_pending = false;
+        Ok(again)
+    }
+}
