@@ -123,8 +123,8 @@ pub struct Config {
 }
 
 /// Settings given on the command line; they win over the file, also after a
-/// reload.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// reload. Its `Debug` masks credentials given with `-X`.
+#[derive(Clone, Default, PartialEq)]
 pub struct Overrides {
     /// `--socket`.
     pub socket_path: Option<PathBuf>,
@@ -414,6 +414,24 @@ impl MetricsSection {
             )));
         }
         Ok(())
+    }
+}
+
+impl fmt::Debug for Overrides {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kafka: Vec<(&str, &str)> = self
+            .kafka
+            .iter()
+            .map(|(k, v)| (k.as_str(), if is_secret_key(k) { MASK } else { v.as_str() }))
+            .collect();
+        f.debug_struct("Overrides")
+            .field("socket_path", &self.socket_path)
+            .field("drain_threads", &self.drain_threads)
+            .field("log_level", &self.log_level)
+            .field("spool_dir", &self.spool_dir)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("kafka", &kafka)
+            .finish()
     }
 }
 
@@ -809,9 +827,14 @@ mod tests {
         ] {
             assert!(!shown.contains("s3cr3t"), "{shown}");
         }
-        let inline = Config::parse("[kafka]\n\"sasl.password\" = \"hunter2\"\n").unwrap();
+        let mut inline = Config::parse("[kafka]\n\"sasl.password\" = \"hunter2\"\n").unwrap();
+        inline.apply_overrides(&Overrides {
+            kafka: vec![("ssl.key.password".into(), "cli-s3cret".into())],
+            ..Default::default()
+        });
         for shown in [format!("{inline:?}"), inline.describe()] {
             assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(!shown.contains("cli-s3cret"), "{shown}");
         }
 
         let missing = Config::parse(

@@ -34,6 +34,7 @@ const WORKLOAD: Workload = Workload {
 };
 
 fn deliver_and_verify(nodes: usize) {
+    let _one_cluster = kafka_real::one_cluster_at_a_time();
     let started = Instant::now();
     let dir = common::test_dir();
     let cluster = kafka_real::start_cluster(dir.path(), &KafkaOptions::nodes(nodes));

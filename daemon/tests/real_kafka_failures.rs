@@ -5,29 +5,19 @@
 //! is fixed; and a daemon started while the cluster is unreachable holds
 //! its clients' records and delivers them when the cluster appears.
 
-use shmkafkad_test_support::spool_support;
+use shmkafkad_test_support::{kafka_real, spool_support};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use shmkafka_client::{Message, Producer, Topic, WhenFull};
-use shmkafka_testkit::{consume_all, KafkaCluster, KafkaOptions};
-use spool_support::{by_seq, client, list_json, spool_cli, spool_files, start_daemon, Rec};
+use shmkafka_client::WhenFull;
+use shmkafka_testkit::{KafkaCluster, KafkaOptions};
+use spool_support::{by_seq, client, list_json, send, spool_cli, spool_files, start_daemon, Rec};
 
 /// librdkafka's codes for the failures a real broker causes here.
 const UNKNOWN_TOPIC_OR_PART: i32 = 3;
 const UNKNOWN_TOPIC_LOCAL: i32 = -188;
 const MSG_SIZE_TOO_LARGE: i32 = 10;
-
-fn send(producer: &Producer, topic: &Topic, rec: &Rec) -> u64 {
-    let mut message = Message::new();
-    message.key = rec.key.as_deref();
-    message.value = rec.value.as_deref();
-    for (name, value) in &rec.headers {
-        message = message.header(name, value.as_deref());
-    }
-    producer.send(topic, &message).expect("send")
-}
 
 fn record(topic: &str, i: usize, value_len: usize) -> Rec {
     Rec {
@@ -41,31 +31,14 @@ fn record(topic: &str, i: usize, value_len: usize) -> Rec {
     }
 }
 
-/// Reads `topic` with our consumer and returns the records as `Rec`s,
-/// sorted by their `idx` header.
+/// `topic`'s records as the cluster holds them, sorted by index.
 fn read_back(cluster: &KafkaCluster, topic: &str, expected: usize) -> Vec<Rec> {
-    let got = consume_all(
-        cluster.bootstrap_servers(),
-        topic,
-        expected,
-        Duration::from_secs(60),
-    )
-    .expect("consume");
-    let mut got: Vec<Rec> = got
-        .into_iter()
-        .map(|c| Rec {
-            topic: topic.to_owned(),
-            key: c.key,
-            value: c.value,
-            headers: c.headers,
-        })
-        .collect();
-    got.sort_by(|a, b| a.headers.cmp(&b.headers));
-    got
+    spool_support::read_back(cluster.bootstrap_servers(), topic, expected)
 }
 
 #[test]
 fn broker_refusals_reach_the_client_and_the_spool_and_replay_after_the_fix() {
+    let _one_cluster = kafka_real::one_cluster_at_a_time();
     let dir = tempfile::tempdir().expect("tempdir");
     let spool = dir.path().join("spool");
     let cluster = KafkaCluster::start(&dir.path().join("kafka"), &KafkaOptions::nodes(1))
@@ -248,15 +221,21 @@ fn broker_refusals_reach_the_client_and_the_spool_and_replay_after_the_fix() {
 
 #[test]
 fn daemon_started_before_the_cluster_holds_records_and_delivers_them() {
+    let _one_cluster = kafka_real::one_cluster_at_a_time();
     let dir = tempfile::tempdir().expect("tempdir");
     // Ports and storage are chosen now; nothing listens yet.
     let mut cluster = KafkaCluster::format(&dir.path().join("kafka"), &KafkaOptions::nodes(1))
         .expect("formatting Apache Kafka");
+    // librdkafka gives a topic `topic.metadata.propagation.max.ms` (30 s by
+    // default) from the moment the daemon first uses it to show up in the
+    // cluster's metadata, then fails its records as unknown. Here the
+    // topic is created only after the cluster has started, which on a
+    // loaded machine can take longer than that.
     let daemon = start_daemon(
         dir.path(),
         cluster.bootstrap_servers(),
         &dir.path().join("spool"),
-        &[],
+        &[("topic.metadata.propagation.max.ms", "600000")],
         "",
     );
     let producer = client(&daemon, 1 << 20, WhenFull::Block(Duration::from_secs(120)));

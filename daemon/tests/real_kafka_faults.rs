@@ -15,7 +15,6 @@ use shmkafkad_test_support::common;
 use shmkafkad_test_support::fault_support;
 use shmkafkad_test_support::kafka_real;
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::{daemon_options, Guarantee, Workload};
@@ -28,10 +27,6 @@ fn child_role_entry_point() {
         panic!("unknown role {role:?}");
     }
 }
-
-/// Three JVMs per test: one cluster at a time keeps a 2-core machine able
-/// to run them and the stream beside them.
-static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// 3 processes x 4 threads x 25,000 records of up to 200 bytes: 300,000
 /// records, about 40 MB with framing, over 6 partitions.
@@ -185,15 +180,9 @@ impl Run {
     }
 }
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 #[test]
 fn partition_leader_killed_and_restarted() {
-    let _serial = serial();
+    let _one_cluster = kafka_real::one_cluster_at_a_time();
     let mut run = Run::start("leader kill -9 + restart (3 brokers)", &[]);
     run.wait_committed(0.25);
     let leader = run.leader();
@@ -206,7 +195,7 @@ fn partition_leader_killed_and_restarted() {
 
 #[test]
 fn rolling_restart_of_all_brokers() {
-    let _serial = serial();
+    let _one_cluster = kafka_real::one_cluster_at_a_time();
     let mut run = Run::start("rolling restart (3 brokers)", &[]);
     for (step, node) in run.cluster.node_ids().into_iter().enumerate() {
         run.wait_committed(0.15 + 0.2 * step as f64);
@@ -220,8 +209,8 @@ fn rolling_restart_of_all_brokers() {
 
 #[test]
 fn broker_frozen_for_30_seconds() {
-    let _serial = serial();
-    let run = Run::start("leader SIGSTOP 30 s (3 brokers)", &[]);
+    let _one_cluster = kafka_real::one_cluster_at_a_time();
+    let mut run = Run::start("leader SIGSTOP 30 s (3 brokers)", &[]);
     run.wait_committed(0.25);
     let leader = run.leader();
     run.cluster.pause(leader);
@@ -232,7 +221,7 @@ fn broker_frozen_for_30_seconds() {
 
 #[test]
 fn whole_cluster_down_for_30_seconds() {
-    let _serial = serial();
+    let _one_cluster = kafka_real::one_cluster_at_a_time();
     let mut run = Run::start("whole cluster down 30 s (3 brokers)", &[]);
     run.wait_committed(0.25);
     run.cluster.kill_all();
@@ -247,15 +236,16 @@ fn whole_cluster_down_for_30_seconds() {
 }
 
 /// `min.insync.replicas=3` on the topic and one broker of three killed:
-/// the partitions' in-sync replica sets shrink to 2, so every produce
-/// request fails with NOT_ENOUGH_REPLICAS (retriable). (Two brokers of three
-/// down would also take the KRaft quorum down with them in this
-/// combined-mode cluster, which is the whole-cluster outage above.) Records
-/// must wait in the rings, acknowledged by nobody, failed and spooled by
-/// nobody, and arrive once the broker is back.
+/// two live replicas cannot satisfy `acks=all` with a minimum of three, so
+/// the broker acknowledges nothing (NOT_ENOUGH_REPLICAS and timeouts are
+/// both retriable). (Two brokers of three down would also take the KRaft
+/// quorum down with them in this combined-mode cluster, which is the
+/// whole-cluster outage above.) Records must wait in the rings,
+/// acknowledged by nobody, failed and spooled by nobody, and arrive once
+/// the broker is back.
 #[test]
 fn fewer_in_sync_replicas_than_required_holds_records() {
-    let _serial = serial();
+    let _one_cluster = kafka_real::one_cluster_at_a_time();
     let mut run = Run::start(
         "ISR below min.insync.replicas (3 brokers)",
         &[("min.insync.replicas", "3")],
@@ -263,8 +253,8 @@ fn fewer_in_sync_replicas_than_required_holds_records() {
     run.wait_committed(0.2);
     let node = run.leader() % 3 + 1; // a follower
     run.cluster.kill(node);
-    // Let the controller shrink the ISRs (broker session timeout, 9 s),
-    // then see that nothing more is acknowledged while records are written.
+    // Let the controller fence the broker (session timeout, 9 s), then see
+    // that nothing more is acknowledged while records are written.
     std::thread::sleep(Duration::from_secs(12));
     // The daemon's own account: acknowledged and failed records.
     let outcome = |run: &Run| -> (u64, u64) {
@@ -281,7 +271,7 @@ fn fewer_in_sync_replicas_than_required_holds_records() {
     std::thread::sleep(Duration::from_secs(10));
     let after = (outcome(&run), run.committed());
     eprintln!(
-        "with ISR 2 < 3: acknowledged {} -> {}, failed {} -> {}, committed {} -> {}",
+        "with 2 live replicas < min ISR 3: acknowledged {} -> {}, failed {} -> {}, committed {} -> {}",
         before.0 .0, after.0 .0, before.0 .1, after.0 .1, before.1, after.1
     );
     assert_eq!(
@@ -303,7 +293,7 @@ const MIN_RECORD_SPAN: usize = 64;
 
 #[test]
 fn daemon_sigkilled_three_times() {
-    let _serial = serial();
+    let _one_cluster = kafka_real::one_cluster_at_a_time();
     let mut run = Run::start("daemon SIGKILL x3 (3 brokers)", &[]);
     for (round, fraction) in [0.2, 0.45, 0.7].into_iter().enumerate() {
         run.wait_committed(fraction);

@@ -1,4 +1,4 @@
-//! Issue 14 against a 3-broker Apache Kafka cluster, wherever real Kafka can
+//! The drain's recovery against a 3-broker Apache Kafka cluster, wherever real Kafka can
 //! provoke the fault (see `fault_producer_recovery` for the mock cluster):
 //!
 //! * a fatal producer error mid-stream, raised with
@@ -16,7 +16,6 @@ use shmkafkad_test_support::common;
 use shmkafkad_test_support::fault_support;
 use shmkafkad_test_support::kafka_real;
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::{daemon_options, Guarantee, RecordId, Workload};
@@ -41,15 +40,6 @@ const WORKLOAD: Workload = Workload {
 /// What the daemon logs, once, when it replaces its producer.
 const REBUILT_LINE: &str = "librdkafka producer replaced";
 
-/// One 3-node cluster at a time: this machine runs them slowly enough.
-static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// Records in the dead-letter spool under `dir`.
 fn spooled(dir: &std::path::Path) -> usize {
     let out = std::process::Command::new(common::shmkafkad_bin())
@@ -64,7 +54,7 @@ fn spooled(dir: &std::path::Path) -> usize {
 
 #[test]
 fn fatal_error_mid_stream_against_apache_kafka() {
-    let _serial = serial();
+    let _one_cluster = kafka_real::one_cluster_at_a_time();
     let started = Instant::now();
     let dir = common::test_dir();
     let cluster = kafka_real::start_cluster(dir.path(), &KafkaOptions::nodes(3));
@@ -128,7 +118,7 @@ fn fatal_error_mid_stream_against_apache_kafka() {
 
 #[test]
 fn cluster_down_longer_than_message_timeout_against_apache_kafka() {
-    let _serial = serial();
+    let _one_cluster = kafka_real::one_cluster_at_a_time();
     let dir = common::test_dir();
     let mut cluster = kafka_real::start_cluster(dir.path(), &KafkaOptions::nodes(3));
     let topic = "recovery-outage";
@@ -199,7 +189,7 @@ fn cluster_down_longer_than_message_timeout_against_apache_kafka() {
 
 #[test]
 fn topics_registered_mid_pass_against_apache_kafka() {
-    let _serial = serial();
+    let _one_cluster = kafka_real::one_cluster_at_a_time();
     let dir = common::test_dir();
     let cluster = kafka_real::start_cluster(dir.path(), &KafkaOptions::nodes(3));
     let busy = "recovery-busy";
@@ -222,8 +212,8 @@ fn topics_registered_mid_pass_against_apache_kafka() {
     .expect("connect");
     let busy_topic = producer.topic(busy).expect("topic");
     let stop = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
+    let busy_sent = std::thread::scope(|scope| {
+        let busy_sender = scope.spawn(|| {
             let mut n = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let value = format!("busy-{n}");
@@ -232,6 +222,7 @@ fn topics_registered_mid_pass_against_apache_kafka() {
                     .expect("busy send");
                 n += 1;
             }
+            n
         });
         for name in &late {
             let topic = producer.topic(name).expect("late topic");
@@ -241,6 +232,7 @@ fn topics_registered_mid_pass_against_apache_kafka() {
             std::thread::sleep(Duration::from_millis(5));
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        busy_sender.join().expect("busy sender")
     });
     let report = producer.flush(Duration::from_secs(120)).expect("flush");
     assert!(
@@ -251,10 +243,37 @@ fn topics_registered_mid_pass_against_apache_kafka() {
         shmkafka_testkit::tail(&daemon.log_text(), 20)
     );
     assert_eq!(spooled(&dir.path().join("spool")), 0, "records spooled");
+    // Each late topic holds its one record, once: Kafka's consumer may read
+    // up to two and finds one.
     for name in &late {
         let got = cluster
-            .console_consume(name, 1, Duration::from_secs(30), "read_uncommitted")
+            .console_consume(name, 2, Duration::from_secs(5), "read_uncommitted")
             .expect("console consumer");
         assert_eq!(got.len(), 1, "topic {name}");
     }
+    // The busy topic holds every busy record exactly once.
+    let busy_records = shmkafka_testkit::consume_all(
+        cluster.bootstrap_servers(),
+        busy,
+        busy_sent as usize,
+        Duration::from_secs(60),
+    )
+    .expect("consume");
+    let mut values: Vec<Vec<u8>> = busy_records.into_iter().filter_map(|r| r.value).collect();
+    values.sort();
+    values.dedup();
+    assert_eq!(values.len() as u64, busy_sent, "busy records, distinct");
+    let theirs = cluster
+        .console_consume(
+            busy,
+            busy_sent as usize + 1,
+            Duration::from_secs(5),
+            "read_uncommitted",
+        )
+        .expect("console consumer");
+    assert_eq!(
+        theirs.len() as u64,
+        busy_sent,
+        "busy records read by Kafka's consumer"
+    );
 }

@@ -15,7 +15,6 @@ use shmkafkad_test_support::common;
 use shmkafkad_test_support::kafka_real;
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use common::{daemon_options, Finish, Guarantee, RecordId, SenderSpec, Workload};
@@ -25,15 +24,6 @@ use shmkafka_testkit::{KafkaCluster, KafkaOptions, TestCa};
 #[test]
 fn child_role_entry_point() {
     common::run_child_role();
-}
-
-/// One cluster at a time: a JVM each, on a 2-core machine.
-static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// 2 processes x 2 threads, values up to 64 KiB, keys, headers.
@@ -190,6 +180,31 @@ fn assert_held(socket: &Path, time: Duration) -> serde_json::Value {
     status
 }
 
+/// Waits until the daemon's `status` lists the client error `name` (the
+/// reason it holds the records).
+fn wait_for_status_error(socket: &Path, name: &str, daemon: &shmkafka_testkit::DaemonProcess) {
+    let listed = || {
+        let out = std::process::Command::new(common::shmkafkad_bin())
+            .args(["status", "--json", "--socket"])
+            .arg(socket)
+            .output()
+            .expect("status");
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        status["kafka_errors"]
+            .as_array()
+            .is_some_and(|errors| errors.iter().any(|e| e["name"] == name))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !listed() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status never named {name} in 60 s; log:\n{}",
+            shmkafka_testkit::tail(&daemon.log_text(), 30)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The values of `topic` as they are at the broker, sorted.
 fn values_at_broker(cluster: &KafkaCluster, topic: &str, expected: usize) -> Vec<Vec<u8>> {
     let mut values: Vec<Vec<u8>> = shmkafka_testkit::consume_all(
@@ -208,7 +223,7 @@ fn values_at_broker(cluster: &KafkaCluster, topic: &str, expected: usize) -> Vec
 
 #[test]
 fn tls_with_server_authentication_and_an_untrusted_broker_refused() {
-    let _serial = serial();
+    let _one_cluster = kafka_real::one_cluster_at_a_time();
     let dir = common::test_dir();
     let ca = TestCa::new(&dir.path().join("pki"), "good").expect("CA");
     let cluster = secured_cluster(dir.path(), "SSL", &broker_tls(&ca), &[]);
@@ -237,17 +252,17 @@ fn tls_with_server_authentication_and_an_untrusted_broker_refused() {
     let producer = client(&socket);
     send_values(&producer, topic, 50);
     assert_held(&socket, Duration::from_secs(5));
-    let log = daemon.log_text();
-    assert!(
-        log.contains("certificate verify failed"),
-        "the daemon's log does not say why it cannot connect:\n{log}"
+    shmkafka_testkit::wait_until(
+        "the daemon's log to say why it cannot connect (certificate verify failed)",
+        Duration::from_secs(60),
+        || daemon.log_text().contains("certificate verify failed"),
     );
     assert_eq!(values_at_broker(&cluster, topic, 0).len(), 0);
 }
 
 #[test]
 fn mutual_tls() {
-    let _serial = serial();
+    let _one_cluster = kafka_real::one_cluster_at_a_time();
     let dir = common::test_dir();
     let ca = TestCa::new(&dir.path().join("pki"), "mtls").expect("CA");
     let mut broker = broker_tls(&ca);
@@ -291,7 +306,7 @@ fn mutual_tls() {
 /// by default) and does not talk to it.
 #[test]
 fn tls_broker_certificate_for_another_host_refused() {
-    let _serial = serial();
+    let _one_cluster = kafka_real::one_cluster_at_a_time();
     let dir = common::test_dir();
     let ca = TestCa::new(&dir.path().join("pki"), "named").expect("CA");
     let broker = ca
@@ -316,20 +331,14 @@ fn tls_broker_certificate_for_another_host_refused() {
         .start();
     let producer = client(&socket);
     send_values(&producer, topic, 50);
-    let status = assert_held(&socket, Duration::from_secs(5));
-    assert!(
-        status["kafka_errors"]
-            .as_array()
-            .is_some_and(|errors| errors.iter().any(|e| e["name"] == "_SSL")),
-        "status does not name the TLS failure: {status}\n{}",
-        daemon.log_text()
-    );
+    assert_held(&socket, Duration::from_secs(5));
+    wait_for_status_error(&socket, "_SSL", &daemon);
     assert_eq!(values_at_broker(&cluster, topic, 0).len(), 0);
 }
 
 #[test]
 fn sasl_ssl_scram_sha_512_with_a_password_file_and_a_wrong_password_fixed_by_restart() {
-    let _serial = serial();
+    let _one_cluster = kafka_real::one_cluster_at_a_time();
     let dir = common::test_dir();
     let ca = TestCa::new(&dir.path().join("pki"), "scram").expect("CA");
     let mut broker = broker_tls(&ca);
@@ -380,15 +389,8 @@ fn sasl_ssl_scram_sha_512_with_a_password_file_and_a_wrong_password_fixed_by_res
     let mut daemon = wrong_spec.start();
     let producer = client(&socket);
     let sent = send_values(&producer, topic, 500);
-    let status = assert_held(&socket, Duration::from_secs(6));
-    let errors = status["kafka_errors"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    assert!(
-        errors.iter().any(|e| e["name"] == "_AUTHENTICATION"),
-        "status does not say the credentials were refused: {status}"
-    );
+    assert_held(&socket, Duration::from_secs(6));
+    wait_for_status_error(&socket, "_AUTHENTICATION", &daemon);
     let log = daemon.log_text();
     let lines = log.matches("SASL authentication error").count();
     // librdkafka retries about twice a second: logged once, then summarised.
@@ -437,9 +439,31 @@ fn sasl_ssl_scram_sha_512_with_a_password_file_and_a_wrong_password_fixed_by_res
     }
 }
 
+/// Lets `principal` write `topic`, with Kafka's `kafka-acls` tool.
+fn grant_write(cluster: &KafkaCluster, principal: &str, topic: &str) {
+    cluster
+        .run_tool(
+            "org.apache.kafka.tools.AclCommand",
+            &[
+                "--bootstrap-server",
+                cluster.bootstrap_servers(),
+                "--add",
+                "--allow-principal",
+                principal,
+                "--operation",
+                "Write",
+                "--operation",
+                "Describe",
+                "--topic",
+                topic,
+            ],
+        )
+        .unwrap_or_else(|e| panic!("granting {principal} WRITE on {topic}: {e}"));
+}
+
 #[test]
 fn sasl_plaintext_plain_and_acls_refuse_one_topic_while_another_flows() {
-    let _serial = serial();
+    let _one_cluster = kafka_real::one_cluster_at_a_time();
     let dir = common::test_dir();
     let broker = vec![
         (
@@ -468,24 +492,7 @@ fn sasl_plaintext_plain_and_acls_refuse_one_topic_while_another_flows() {
     ];
     let granted = "plain-granted";
     cluster.create_topic(granted, 3, 1, &[]).expect("topic");
-    cluster
-        .run_tool(
-            "org.apache.kafka.tools.AclCommand",
-            &[
-                "--bootstrap-server",
-                cluster.bootstrap_servers(),
-                "--add",
-                "--allow-principal",
-                "User:bob",
-                "--operation",
-                "Write",
-                "--operation",
-                "Describe",
-                "--topic",
-                granted,
-            ],
-        )
-        .expect("granting bob WRITE");
+    grant_write(&cluster, "User:bob", granted);
     let forbidden = "plain-forbidden";
     cluster.create_topic(forbidden, 1, 1, &[]).expect("topic");
     let socket = dir.path().join("plain.sock");
@@ -528,30 +535,13 @@ fn sasl_plaintext_plain_and_acls_refuse_one_topic_while_another_flows() {
     // The same listener carries the full workload (explicit partitions,
     // headers, large values), with bob allowed on its topic.
     let workload_topic = "plain-workload";
-    cluster
-        .run_tool(
-            "org.apache.kafka.tools.AclCommand",
-            &[
-                "--bootstrap-server",
-                cluster.bootstrap_servers(),
-                "--add",
-                "--allow-principal",
-                "User:bob",
-                "--operation",
-                "Write",
-                "--operation",
-                "Describe",
-                "--topic",
-                workload_topic,
-            ],
-        )
-        .expect("granting bob WRITE");
+    grant_write(&cluster, "User:bob", workload_topic);
     deliver_through(&cluster, dir.path(), workload_topic, &properties);
 }
 
 #[test]
 fn oauthbearer_with_the_unsecured_jwt() {
-    let _serial = serial();
+    let _one_cluster = kafka_real::one_cluster_at_a_time();
     let dir = common::test_dir();
     let broker = vec![
         (

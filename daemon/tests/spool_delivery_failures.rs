@@ -22,10 +22,11 @@ use shmkafkad_test_support::spool_support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use shmkafka_client::{Message, WhenFull};
-use shmkafka_testkit::{consume_all, unique_name, MockBrokerProcess};
+use shmkafka_client::WhenFull;
+use shmkafka_testkit::{unique_name, MockBrokerProcess};
 use spool_support::{
-    by_seq, client, list_json, mock_broker_bin, spool_cli, spool_files, start_daemon, Rec,
+    by_seq, client, list_json, mock_broker_bin, read_back, send, spool_cli, spool_files,
+    start_daemon, Rec,
 };
 
 const GOOD: &str = "spool-good";
@@ -33,16 +34,6 @@ const GOOD: &str = "spool-good";
 const UNKNOWN_TOPIC_OR_PART: i32 = 3;
 const UNKNOWN_TOPIC_LOCAL: i32 = -188;
 const MSG_SIZE_TOO_LARGE: i32 = 10;
-
-fn send(producer: &shmkafka_client::Producer, topic: &shmkafka_client::Topic, rec: &Rec) -> u64 {
-    let mut message = Message::new();
-    message.key = rec.key.as_deref();
-    message.value = rec.value.as_deref();
-    for (name, value) in &rec.headers {
-        message = message.header(name, value.as_deref());
-    }
-    producer.send(topic, &message).expect("send")
-}
 
 fn record(topic: &str, i: usize, value_len: usize) -> Rec {
     Rec {
@@ -166,23 +157,7 @@ fn permanent_failures_are_spooled_listed_and_replayed() {
     };
     for topic in [missing.as_str(), GOOD] {
         let want = expect(topic);
-        let got = consume_all(
-            broker.bootstrap_servers(),
-            topic,
-            want.len(),
-            Duration::from_secs(30),
-        )
-        .expect("consume");
-        let mut got: Vec<Rec> = got
-            .into_iter()
-            .map(|c| Rec {
-                topic: topic.to_owned(),
-                key: c.key,
-                value: c.value,
-                headers: c.headers,
-            })
-            .collect();
-        got.sort_by(|a, b| a.headers.cmp(&b.headers));
+        let got = read_back(broker.bootstrap_servers(), topic, want.len());
         assert_eq!(got, want, "topic {topic}");
     }
     drop(producer);

@@ -32,8 +32,6 @@ pub const KAFKA_VERSION: &str = "4.4.0";
 /// `testkit/kafka/fetch-kafka.sh`).
 pub const KAFKA_LIBS_ENV: &str = "SHMKAFKA_KAFKA_LIBS";
 
-/// Any valid cluster id will do: every cluster formats its own log dirs.
-const CLUSTER_ID: &str = "c2hta2Fma2EtdGVzdGtpdA";
 /// A broker JVM starts in a few seconds; generous for a loaded 2-core
 /// machine running the build beside it.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
@@ -127,6 +125,8 @@ struct Node {
     config: PathBuf,
     log: PathBuf,
     child: Option<ChildGuard>,
+    /// SIGSTOPped: running, but answers nobody.
+    paused: bool,
 }
 
 /// A running Apache Kafka cluster on 127.0.0.1; every JVM is killed when
@@ -139,6 +139,9 @@ pub struct KafkaCluster {
     nodes: Vec<Node>,
     bootstrap: String,
     client_bootstrap: Option<String>,
+    /// A fresh id per cluster: a broker that answers with another one is
+    /// some other cluster's that took our port.
+    cluster_id: String,
 }
 
 impl KafkaCluster {
@@ -188,6 +191,7 @@ impl KafkaCluster {
                 config: dir.join(format!("node-{id}.properties")),
                 log: dir.join(format!("node-{id}.log")),
                 child: None,
+                paused: false,
             });
         }
         let voters = nodes
@@ -248,6 +252,7 @@ impl KafkaCluster {
             dir: dir.to_owned(),
             libs,
             client_bootstrap,
+            cluster_id: random_cluster_id()?,
             bootstrap: nodes
                 .iter()
                 .map(|n| format!("127.0.0.1:{}", n.port))
@@ -255,23 +260,33 @@ impl KafkaCluster {
                 .join(","),
             nodes,
         };
-        // Format every node at once: each is a JVM start.
-        let formats: Vec<_> = cluster
+        // Format every node at once: each is a JVM start of a few seconds.
+        let formats = cluster
             .nodes
             .iter()
             .map(|node| {
-                let mut command = cluster.tool("kafka.tools.StorageTool");
-                command
-                    .args(["format", "--ignore-formatted", "-t", CLUSTER_ID, "-c"])
+                cluster
+                    .tool("kafka.tools.StorageTool")
+                    .args([
+                        "format",
+                        "--ignore-formatted",
+                        "-t",
+                        &cluster.cluster_id,
+                        "-c",
+                    ])
                     .arg(&node.config)
-                    .args(&options.format_args);
-                command
-                    .output()
+                    .args(&options.format_args)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
                     .map_err(TestkitError::io("running kafka-storage format"))
             })
-            .collect();
-        for output in formats {
-            check_output("kafka-storage format", output?)?;
+            .collect::<Result<Vec<_>, _>>()?;
+        for format in formats {
+            let output = format
+                .wait_with_output()
+                .map_err(TestkitError::io("waiting for kafka-storage format"))?;
+            check_output("kafka-storage format", output)?;
         }
         Ok(cluster)
     }
@@ -370,15 +385,19 @@ impl KafkaCluster {
 
     /// SIGSTOP: the JVM freezes with its sockets open, as a long GC pause
     /// or a hung host would.
-    pub fn pause(&self, node: u32) {
+    pub fn pause(&mut self, node: u32) {
         let pid = self.pid(node).expect("pausing a node that is not running");
         signal(pid, Signal::SIGSTOP);
+        let index = self.index(node);
+        self.nodes[index].paused = true;
     }
 
     /// SIGCONT after [`KafkaCluster::pause`].
-    pub fn resume(&self, node: u32) {
+    pub fn resume(&mut self, node: u32) {
         let pid = self.pid(node).expect("resuming a node that is not running");
         signal(pid, Signal::SIGCONT);
+        let index = self.index(node);
+        self.nodes[index].paused = false;
     }
 
     /// `kill -9` of every node.
@@ -627,18 +646,50 @@ impl KafkaCluster {
         wait_for_port(addr, &mut guard.child, &what, READY_TIMEOUT)
     }
 
-    /// Waits until the metadata lists each of `ids` as a broker.
-    fn wait_brokers(&self, ids: Vec<u32>) -> Result<(), TestkitError> {
-        self.wait_for(&format!("brokers {ids:?} in the metadata"), || {
-            let Ok(consumer) = self.metadata_client() else {
-                return false;
-            };
-            let Ok(metadata) = consumer.fetch_metadata(None, Duration::from_secs(2)) else {
-                return false;
-            };
-            ids.iter()
-                .all(|id| metadata.brokers().iter().any(|b| b.id() == *id as i32))
-        })
+    /// Waits until the metadata lists each of `ids` as a broker, of this
+    /// cluster (its id), while every node started here still runs.
+    fn wait_brokers(&mut self, ids: Vec<u32>) -> Result<(), TestkitError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            for node in &mut self.nodes {
+                if let Some(guard) = node.child.as_mut() {
+                    if let Ok(Some(status)) = guard.child.try_wait() {
+                        return Err(TestkitError::Child {
+                            what: format!("kafka node {}", node.id),
+                            detail: format!("exited with {status} while the cluster started"),
+                        });
+                    }
+                }
+            }
+            if let Ok(consumer) = self.metadata_client() {
+                let ours = consumer.client().fetch_cluster_id(Duration::from_secs(2));
+                if let Some(other) = ours.as_deref().filter(|id| *id != self.cluster_id) {
+                    return Err(TestkitError::Child {
+                        what: "kafka cluster".into(),
+                        detail: format!(
+                            "a broker of another cluster ({other}) answers on our port; ours is {}",
+                            self.cluster_id
+                        ),
+                    });
+                }
+                let listed = consumer
+                    .fetch_metadata(None, Duration::from_secs(2))
+                    .is_ok_and(|metadata| {
+                        ids.iter()
+                            .all(|id| metadata.brokers().iter().any(|b| b.id() == *id as i32))
+                    });
+                if listed && ours.is_some() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(TestkitError::NotReady {
+                    what: format!("brokers {ids:?} in the metadata"),
+                    after: READY_TIMEOUT,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn wait_for(&self, what: &str, mut done: impl FnMut() -> bool) -> Result<(), TestkitError> {
@@ -660,7 +711,7 @@ impl KafkaCluster {
         let bootstrap = self
             .nodes
             .iter()
-            .filter(|n| n.child.is_some())
+            .filter(|n| n.child.is_some() && !n.paused)
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect::<Vec<_>>()
             .join(",");
@@ -756,7 +807,7 @@ fn split_bytes<'a>(bytes: &'a [u8], separator: &'a [u8]) -> impl Iterator<Item =
 }
 
 /// The java binary: `$JAVA_HOME/bin/java`, else `java` on the `PATH`.
-fn java() -> PathBuf {
+pub fn java() -> PathBuf {
     std::env::var_os("JAVA_HOME")
         .map(|home| PathBuf::from(home).join("bin").join("java"))
         .filter(|path| path.is_file())
@@ -795,6 +846,32 @@ pub fn kafka_libs() -> Result<PathBuf, TestkitError> {
     Ok(libs)
 }
 
+/// A cluster id Kafka accepts: 16 random bytes, URL-safe base64 without
+/// padding.
+fn random_cluster_id() -> Result<String, TestkitError> {
+    use std::io::Read;
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut bytes = [0u8; 16];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(TestkitError::io("reading /dev/urandom"))?;
+    let mut bits: u32 = 0;
+    let mut held = 0;
+    let mut id = String::with_capacity(22);
+    for byte in bytes {
+        bits = (bits << 8) | u32::from(byte);
+        held += 8;
+        while held >= 6 {
+            held -= 6;
+            id.push(char::from(ALPHABET[((bits >> held) & 63) as usize]));
+        }
+    }
+    if held > 0 {
+        id.push(char::from(ALPHABET[((bits << (6 - held)) & 63) as usize]));
+    }
+    Ok(id)
+}
+
 fn write_file(path: &Path, text: &str) -> Result<(), TestkitError> {
     std::fs::write(path, text).map_err(TestkitError::io(format!("writing {}", path.display())))
 }
@@ -823,6 +900,17 @@ fn signal(pid: u32, signal: Signal) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_ids_are_22_url_safe_characters_and_differ() {
+        let a = random_cluster_id().unwrap();
+        let b = random_cluster_id().unwrap();
+        assert_eq!(a.len(), 22, "{a}");
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert_ne!(a, b);
+    }
 
     #[test]
     fn console_consumer_records_parse_with_binary_headers() {

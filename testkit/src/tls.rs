@@ -1,6 +1,8 @@
 //! Throwaway certificate authorities and certificates for TLS tests, made
 //! with the `openssl` command (OpenSSL 3): PEM files that Kafka brokers
-//! (`ssl.keystore.type=PEM`) and librdkafka read directly.
+//! (`ssl.keystore.type=PEM`) and librdkafka read directly. Certificates are
+//! shaped as production ones: the CA is a CA, a leaf is `CA:FALSE` with
+//! server and client authentication usages.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,11 +20,16 @@ pub struct CertFiles {
     pub keystore: PathBuf,
 }
 
+/// An empty request configuration: the system's `openssl.cnf` would add
+/// its own `v3_ca` extensions to every certificate, leaves included.
+const MINIMAL_CONFIG: &str = "[req]\ndistinguished_name = dn\n[dn]\n";
+
 /// A self-signed certificate authority in a folder.
 #[derive(Debug, Clone)]
 pub struct TestCa {
     dir: PathBuf,
     name: String,
+    config: PathBuf,
     /// The CA's own certificate: the trust anchor to give clients.
     pub cert: PathBuf,
     key: PathBuf,
@@ -35,8 +42,13 @@ impl TestCa {
             .map_err(TestkitError::io(format!("creating {}", dir.display())))?;
         let cert = dir.join(format!("{name}-ca.pem"));
         let key = dir.join(format!("{name}-ca.key"));
+        let config = dir.join("openssl-minimal.cnf");
+        std::fs::write(&config, MINIMAL_CONFIG)
+            .map_err(TestkitError::io("writing the openssl config"))?;
         openssl(&[
             "req",
+            "-config",
+            path_str(&config)?,
             "-x509",
             "-newkey",
             "rsa:2048",
@@ -45,6 +57,10 @@ impl TestCa {
             "2",
             "-subj",
             &format!("/CN={name} test CA"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
             "-keyout",
             path_str(&key)?,
             "-out",
@@ -53,6 +69,7 @@ impl TestCa {
         Ok(Self {
             dir: dir.to_owned(),
             name: name.to_owned(),
+            config,
             cert,
             key,
         })
@@ -70,6 +87,8 @@ impl TestCa {
         let key = self.dir.join(format!("{base}.key"));
         let mut args = vec![
             "req".to_owned(),
+            "-config".into(),
+            path_str(&self.config)?.into(),
             "-x509".into(),
             "-newkey".into(),
             "rsa:2048".into(),
@@ -82,6 +101,10 @@ impl TestCa {
             path_str(&self.cert)?.into(),
             "-CAkey".into(),
             path_str(&self.key)?.into(),
+            "-addext".into(),
+            "basicConstraints=critical,CA:FALSE".into(),
+            "-addext".into(),
+            "extendedKeyUsage=serverAuth,clientAuth".into(),
             "-keyout".into(),
             path_str(&key)?.into(),
             "-out".into(),

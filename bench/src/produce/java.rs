@@ -16,7 +16,7 @@ use std::process::Stdio;
 use anyhow::{bail, Context};
 
 use super::{Case, ProduceResult};
-use crate::harness::{process_cpu_seconds, values_of, Path2Kafka};
+use crate::harness::{process_cpu_seconds, spawn_guarded, values_of, Path2Kafka};
 
 /// Heap per client JVM: the producer's 32 MiB buffer and batches fit.
 const CLIENT_HEAP: &str = "-Xmx512m";
@@ -49,6 +49,13 @@ fn children_cpu_seconds() -> f64 {
     }
 }
 
+/// Everything a child wrote to a pipe.
+fn read_all(mut pipe: impl std::io::Read) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let _ = pipe.read_to_end(&mut bytes);
+    bytes
+}
+
 /// `N records sent, R records/sec (...)`: ProducerPerformance's summary.
 fn parse_summary(stdout: &str) -> Option<(u64, f64)> {
     let line = stdout
@@ -79,12 +86,14 @@ pub(super) fn run_case(
     if !payload_file.exists() {
         let mut file = std::fs::File::create(&payload_file)?;
         for value in values_of(case.payload, case.size) {
-            // Lines: a newline inside a value would split it.
-            let line: Vec<u8> = value
-                .iter()
-                .map(|&b| if b == b'\n' { b' ' } else { b })
-                .collect();
-            file.write_all(&line)?;
+            // ProducerPerformance reads the file as UTF-8 text, one value a
+            // line: other bytes would change size on the way.
+            anyhow::ensure!(
+                std::str::from_utf8(&value).is_ok() && !value.contains(&b'\n'),
+                "the Java producer sends text lines; --payload {} is not (use --payload json)",
+                case.payload.arg()
+            );
+            file.write_all(&value)?;
             file.write_all(b"\n")?;
         }
     }
@@ -103,7 +112,8 @@ pub(super) fn run_case(
     let cpu0 = children_cpu_seconds();
     let mut children = Vec::new();
     for _ in 0..case.clients {
-        let child = std::process::Command::new("java")
+        let mut command = std::process::Command::new(shmkafka_testkit::java());
+        command
             .arg(CLIENT_HEAP)
             .arg("-cp")
             .arg(libs.join("*"))
@@ -116,16 +126,31 @@ pub(super) fn run_case(
             .arg("--producer-props")
             .args(producer_props(bootstrap))
             .stdin(Stdio::null())
+            // A few lines each (a progress line every 5 s): far below a
+            // pipe's buffer, so reading one JVM's to the end never stalls
+            // the others.
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting java (ProducerPerformance)")?;
-        children.push(child);
+            .stderr(Stdio::piped());
+        // Killed with the bench, and on drop if a sibling failed to start.
+        children.push(spawn_guarded(&mut command).context("starting java (ProducerPerformance)")?);
     }
+    // Every JVM is waited for before any result is judged.
+    let outputs: Vec<std::process::Output> = children
+        .iter_mut()
+        .map(|guard| {
+            let stdout = guard.child.stdout.take().map(read_all).unwrap_or_default();
+            let stderr = guard.child.stderr.take().map(read_all).unwrap_or_default();
+            let status = guard.child.wait()?;
+            Ok(std::process::Output {
+                status,
+                stdout,
+                stderr,
+            })
+        })
+        .collect::<std::io::Result<_>>()?;
     let mut delivered = 0;
     let mut seconds: f64 = 0.0;
-    for child in children {
-        let output = child.wait_with_output()?;
+    for output in outputs {
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
         if !output.status.success() || stderr.contains("Exception") {

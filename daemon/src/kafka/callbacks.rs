@@ -166,6 +166,9 @@ pub(crate) unsafe extern "C" fn error_cb(
         // SAFETY: rk is live during the callback.
         let (fatal_code, fatal_reason) =
             unsafe { fatal_error(rk) }.unwrap_or((code, reason.clone()));
+        // Counted and shown in `status`; always logged (it is rare, and the
+        // producer is replaced because of it).
+        let _ = super::client_errors::note_error(&fatal_code.name(), &fatal_reason);
         tracing::error!(
             target: super::log::LOG_TARGET,
             code = %fatal_code.name(),

@@ -1,9 +1,10 @@
-//! librdkafka's client-level errors and warnings (a broker unreachable, a
-//! TLS handshake or a password refused) come again with every reconnect,
-//! about twice a second per broker. Each kind is logged when it first
-//! appears, then at most once per [`LOG_INTERVAL`] with the count of what
-//! was held back; the latest of each is kept for `status`, and every error
-//! is counted by name for the metrics.
+//! librdkafka's client-level errors (a broker unreachable, a TLS handshake
+//! or a password refused) and its failed-connection log lines come again
+//! with every reconnect, about twice a second per broker. Each kind is
+//! logged when it first appears, then at most once per [`LOG_INTERVAL`]
+//! with the count of what was held back; the latest of each error is kept
+//! for `status`, and every error (fatal ones too) is counted by name for
+//! the metrics.
 //!
 //! Process-wide, because the condition is: every drain thread's producer
 //! talks to the same brokers with the same credentials.

@@ -314,3 +314,33 @@ pub(crate) fn non_dangling(bytes: &[u8]) -> *const u8 {
         bytes.as_ptr()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the README promises `shmkafkad --version` shows: TLS, SASL and
+    /// every codec are built in.
+    #[test]
+    fn the_build_has_tls_sasl_and_every_codec() {
+        let (version, features) = librdkafka_build();
+        assert!(version.starts_with("2."), "{version}");
+        let features: Vec<&str> = features.split(',').collect();
+        for wanted in [
+            "ssl",
+            "sasl_plain",
+            "sasl_scram",
+            "sasl_oauthbearer",
+            "sasl_gssapi",
+            "gzip",
+            "snappy",
+            "lz4",
+            "zstd",
+        ] {
+            assert!(
+                features.contains(&wanted),
+                "{wanted} missing from {features:?}"
+            );
+        }
+    }
+}

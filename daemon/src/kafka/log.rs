@@ -9,6 +9,9 @@ use rdkafka_sys::bindings as rd;
 /// own (`RUST_LOG=librdkafka=debug`).
 pub const LOG_TARGET: &str = "librdkafka";
 
+/// librdkafka's facility for a connection attempt that failed.
+const RECONNECT_FACILITY: &str = "FAIL";
+
 /// A tracing level for a syslog level as librdkafka uses them (0 emerg .. 7
 /// debug). librdkafka emits level 7 only for the contexts named in its `debug`
 /// property, so those lines are wanted when they come: debug, not trace.
@@ -59,14 +62,16 @@ pub(crate) unsafe extern "C" fn log_cb(
         };
     }
     let level = level_for_syslog(level);
-    // Warnings and errors repeat with every reconnect attempt (a broker
-    // down, a refused password): one line per facility and interval.
-    if level <= tracing::Level::WARN {
+    // A failed connection (a broker down, a refused TLS handshake or
+    // password) is logged under FAIL with every reconnect attempt, twice a
+    // second: one line per interval. Other facilities say distinct things
+    // and pass through.
+    if level <= tracing::Level::WARN && facility == RECONNECT_FACILITY {
         match super::client_errors::note_log_line(&facility) {
             super::client_errors::LogDecision::HoldBack => return,
             super::client_errors::LogDecision::Write { held_back: 0 } => {}
             super::client_errors::LogDecision::Write { held_back } => {
-                tracing::info!(target: LOG_TARGET, %facility, held_back, "librdkafka lines of this facility held back in the last minute");
+                tracing::info!(target: LOG_TARGET, %facility, held_back, "librdkafka lines of this facility held back since the last one");
             }
         }
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use shmkafka_client::{Producer, ProducerOptions, WhenFull};
+use shmkafka_client::{Message, Producer, ProducerOptions, Topic, WhenFull};
 use shmkafka_testkit::{DaemonOptions, DaemonProcess};
 
 pub use crate::common::{mock_broker_bin, shmkafkad_bin};
@@ -141,4 +141,39 @@ pub fn spool_files(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     files.sort();
     files
+}
+
+/// Sends `rec` (its key, value and headers) to `topic`; returns the
+/// sequence number.
+pub fn send(producer: &Producer, topic: &Topic, rec: &Rec) -> u64 {
+    let mut message = Message::new();
+    message.key = rec.key.as_deref();
+    message.value = rec.value.as_deref();
+    for (name, value) in &rec.headers {
+        message = message.header(name, value.as_deref());
+    }
+    producer.send(topic, &message).expect("send")
+}
+
+/// The `expected` records of `topic` as the broker at `bootstrap` holds
+/// them, sorted by their headers (which carry each record's index).
+pub fn read_back(bootstrap: &str, topic: &str, expected: usize) -> Vec<Rec> {
+    let got = shmkafka_testkit::consume_all(
+        bootstrap,
+        topic,
+        expected,
+        std::time::Duration::from_secs(60),
+    )
+    .expect("consume");
+    let mut got: Vec<Rec> = got
+        .into_iter()
+        .map(|c| Rec {
+            topic: topic.to_owned(),
+            key: c.key,
+            value: c.value,
+            headers: c.headers,
+        })
+        .collect();
+    got.sort_by(|a, b| a.headers.cmp(&b.headers));
+    got
 }
