@@ -1,4 +1,4 @@
-//! Issue 4, fault 4: the broker answers produce requests with retriable
+//! The broker answers produce requests with retriable
 //! errors (NOT_ENOUGH_REPLICAS, NOT_LEADER_FOR_PARTITION, REQUEST_TIMED_OUT),
 //! partition leaders move between the brokers of a 3-broker cluster, and a
 //! leader drops its connections (down/up blip: a transport error) while two

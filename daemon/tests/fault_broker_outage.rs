@@ -1,4 +1,4 @@
-//! Issue 4, fault 3: the only broker is down for 30 seconds while three
+//! The only broker is down for 30 seconds while three
 //! clients write. The rings fill (the daemon holds every record until it is
 //! acknowledged, and `message.timeout.ms=0` keeps librdkafka retrying), and
 //! each client sees the back-pressure its mode asks for:

@@ -1,4 +1,4 @@
-//! Issue 4, fault 2: client processes SIGKILLed in the middle of a stream,
+//! Client processes SIGKILLed in the middle of a stream,
 //! one of them while a thread holds an open reservation (claimed, half
 //! written, never committed) and other threads keep committing behind it.
 //!

@@ -1,4 +1,4 @@
-//! Issue 4, fault 1: the daemon is SIGKILLed three times in the middle of a
+//! The daemon is SIGKILLed three times in the middle of a
 //! stream of a million records from four client processes, and restarted
 //! each time. The clients keep running across the restarts (their rings
 //! hold what no daemon takes; `WhenFull::Block` with a long timeout, so no

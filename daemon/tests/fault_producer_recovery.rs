@@ -1,4 +1,4 @@
-//! Issue 14: the drain survives what librdkafka throws at it.
+//! The drain survives what librdkafka throws at it.
 //!
 //! * A fatal producer error (idempotence sequence desynchronisation,
 //!   injected as an `OUT_OF_ORDER_SEQUENCE_NUMBER` answer from the mock

@@ -1,4 +1,4 @@
-//! Issue 4, fault 6 (the brief's fault 5): SIGTERM while the rings still
+//! SIGTERM while the rings still
 //! hold records and the broker is slow (5 s round trip, against a 2 s
 //! shutdown budget). The daemon exits 0 within its budget. What it could
 //! not deliver stays in the ring of the live client (sent by the next

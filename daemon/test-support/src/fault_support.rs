@@ -1,4 +1,4 @@
-//! Plumbing of the `fault_*` tests (issue 4, "Nothing lost"): client child
+//! Plumbing of the `fault_*` tests (nothing committed is lost): client child
 //! processes that report their commits as they go (so a test that kills one
 //! knows what it had committed), a hostile child that scribbles on its own
 //! ring, the daemon's status and the broker's watermarks, and the verdict
