@@ -1,4 +1,4 @@
-//! Issue 4, hostile clients: a child process registers rings normally
+//! Hostile clients: a child process registers rings normally
 //! (through `shmkafka-client`) and then scribbles on them through a second
 //! writable mapping of each ring's memfd (`/proc/self/fd`), one kind of
 //! garbage per ring: random bytes, a length past the end of the data area,
