@@ -847,29 +847,23 @@ pub fn kafka_libs() -> Result<PathBuf, TestkitError> {
 }
 
 /// A cluster id Kafka accepts: 16 random bytes, URL-safe base64 without
-/// padding.
+/// padding. Like Kafka's own `Uuid.randomUuid`, an id that starts with `-` is
+/// drawn again: the storage tool's argument parser would read it as an option.
 fn random_cluster_id() -> Result<String, TestkitError> {
+    use base64::Engine as _;
     use std::io::Read;
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut bytes = [0u8; 16];
-    File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(TestkitError::io("reading /dev/urandom"))?;
-    let mut bits: u32 = 0;
-    let mut held = 0;
-    let mut id = String::with_capacity(22);
-    for byte in bytes {
-        bits = (bits << 8) | u32::from(byte);
-        held += 8;
-        while held >= 6 {
-            held -= 6;
-            id.push(char::from(ALPHABET[((bits >> held) & 63) as usize]));
+    let mut urandom =
+        File::open("/dev/urandom").map_err(TestkitError::io("opening /dev/urandom"))?;
+    loop {
+        let mut bytes = [0u8; 16];
+        urandom
+            .read_exact(&mut bytes)
+            .map_err(TestkitError::io("reading /dev/urandom"))?;
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        if !id.starts_with('-') {
+            return Ok(id);
         }
     }
-    if held > 0 {
-        id.push(char::from(ALPHABET[((bits << (6 - held)) & 63) as usize]));
-    }
-    Ok(id)
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), TestkitError> {
@@ -910,6 +904,16 @@ mod tests {
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn cluster_ids_never_start_with_a_dash() {
+        // One id in 64 would start with '-' if it were not drawn again; the
+        // storage tool then fails with "expected one argument".
+        for _ in 0..2000 {
+            let id = random_cluster_id().unwrap();
+            assert!(!id.starts_with('-'), "{id}");
+        }
     }
 
     #[test]
