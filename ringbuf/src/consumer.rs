@@ -22,7 +22,7 @@ use std::time::Duration;
 use crate::error::RecordError;
 use crate::failure::{self, Failure};
 use crate::layout::*;
-use crate::record::Delivery;
+use crate::record::{Delivery, Outcome};
 use crate::ring::Ring;
 use crate::sync::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use crate::sync::{
@@ -35,7 +35,7 @@ use crate::sync::{
 /// [`OFF_RELEASING`]). `end - start` is at most the capacity.
 fn free_span(ring: &Ring, start: u64, end: u64) {
     announce_and_zero(ring, start, end);
-    publish_released(ring, end);
+    publish_progress(ring, end, None);
 }
 
 /// First half of [`free_span`]: where a consumer that dies mid-release
@@ -53,12 +53,20 @@ fn announce_and_zero(ring: &Ring, start: u64, end: u64) {
     ring.mem.zero(0, freed as usize - first);
 }
 
-/// Second half of [`free_span`]: gives the zeroed span to the producers.
-fn publish_released(ring: &Ring, end: u64) {
+/// Second half of [`free_span`]: gives the zeroed span to the producers
+/// (and, with `outcomes`, publishes the records finished since), then wakes
+/// producers waiting for either.
+fn publish_progress(ring: &Ring, released: u64, outcomes: Option<u64>) {
+    if let Some(outcomes) = outcomes {
+        // SYNC POINT (outcomes): pairs with the client's Acquire load of
+        // `outcomes` in `RingProducer::outcomes`: the outcomes and report
+        // fields of the records before it (stored in `mark`) are visible.
+        ring.outcomes().store(outcomes, Release);
+    }
     // SYNC POINT (space): pairs with the producers' Acquire load of
     // `released` in `try_claim`: the zeroes above are visible to whoever
     // claims this space.
-    ring.released().store(end, Release);
+    ring.released().store(released, Release);
     // Dekker with `RingProducer::wait_for_space`: store `released`, then
     // read `space_waiters`.
     fence(SeqCst);
@@ -114,12 +122,23 @@ pub struct RingConsumer {
     peeked_span: Option<u32>,
     /// Index in `in_flight` of the record marked last (see `find_in_flight`).
     mark_hint: usize,
+    /// End of the contiguous finished prefix of `in_flight`: what the
+    /// `outcomes` cursor says. Ahead of `released_pos` while the client has
+    /// not read the reports (rings with delivery reports only).
+    outcomes_pos: u64,
+    /// Entries at the front of `in_flight` that end at or before
+    /// `outcomes_pos`.
+    finished_entries: usize,
+    /// The client that reads the reports is gone: release without waiting
+    /// for its report cursor.
+    report_reader_gone: bool,
 }
 
 /// A validated committed record, borrowed from the ring.
 #[derive(Clone, Copy)]
 pub struct RecordView<'a> {
     ring: &'a Ring,
+    pos: u64,
     fields: Fields,
 }
 
@@ -165,6 +184,9 @@ impl RingConsumer {
             in_flight: VecDeque::new(),
             peeked_span: None,
             mark_hint: 0,
+            outcomes_pos: released,
+            finished_entries: 0,
+            report_reader_gone: false,
         })
     }
 
@@ -262,16 +284,19 @@ impl RingConsumer {
                 self.step_over(pos, span);
                 continue;
             }
-            let fields = self.validate_message(pos, len)?;
             if Delivery::from_word(self.ring.delivery_word(pos).load(Relaxed)) != Delivery::Pending
             {
-                // Finished by a previous consumer before a restart.
+                // Finished by a previous consumer before a restart. Checked
+                // before the fields: a finished record holds its report in
+                // place of some of them, and only its span matters now.
                 self.step_over(pos, span);
                 continue;
             }
+            let fields = self.validate_message(pos, len)?;
             self.peeked_span = Some(span);
             return Ok(Some(RecordView {
                 ring: &self.ring,
+                pos,
                 fields,
             }));
         }
@@ -356,10 +381,8 @@ impl RingConsumer {
         if kind != KIND_MESSAGE {
             return Err(RecordError::UnknownKind { pos, kind });
         }
+        // Any number: it names the record for its client, nothing indexes by it.
         let seq = u64_at(REC_SEQ);
-        if seq != pos {
-            return Err(RecordError::SequenceMismatch { pos, found: seq });
-        }
         let optional = |l: u32| (l != NULL_LEN).then_some(l);
         let key_len = optional(u32_at(REC_KEY_LEN));
         let value_len = optional(u32_at(REC_VALUE_LEN));
@@ -382,21 +405,33 @@ impl RingConsumer {
         })
     }
 
-    /// Records the outcome of the in-flight record `seq`. Returns `false` if
-    /// `seq` is not in flight (already marked, or never handed out).
+    /// Records the outcome of the in-flight record at position `pos`, and
+    /// writes its report into it. Returns `false` if `pos` is not in flight
+    /// (already marked, or never handed out).
     #[inline]
-    pub fn mark(&mut self, seq: u64, outcome: Delivery) -> bool {
-        let Some(i) = self.find_in_flight(seq) else {
+    pub fn mark(&mut self, pos: u64, outcome: &Outcome) -> bool {
+        let Some(i) = self.find_in_flight(pos) else {
             return false;
         };
         let record = &mut self.in_flight[i];
-        if record.done || outcome == Delivery::Pending {
+        if record.done || outcome.delivery == Delivery::Pending {
             return false;
         }
         record.done = true;
+        // The report, in the header fields nothing reads any more (the span
+        // was validated as a message, at least a header long, by `peek`).
+        let index = self.ring.index(pos);
+        let mem = &self.ring.mem;
+        mem.write(index + REP_TIMESTAMP, &outcome.timestamp_ms.to_le_bytes());
+        mem.write(index + REP_PARTITION, &outcome.partition.to_le_bytes());
+        mem.write(index + REP_ERROR, &outcome.error_code.to_le_bytes());
+        mem.write(index + REP_OFFSET, &outcome.offset.to_le_bytes());
         // Kept in the record too, so a consumer rebuilt after a restart does
-        // not send an acknowledged record again.
-        self.ring.delivery_word(seq).store(outcome as u32, Relaxed);
+        // not send an acknowledged record again. Relaxed: published to the
+        // client with the report fields by `outcomes` (see `release`).
+        self.ring
+            .delivery_word(pos)
+            .store(outcome.delivery_word(), Relaxed);
         true
     }
 
@@ -405,8 +440,8 @@ impl RingConsumer {
     /// marking it. `None` if `seq` is not in flight, or if its bytes no
     /// longer describe a record of the span `peek` saw (its producer wrote
     /// over it after commit).
-    pub fn in_flight_view(&self, seq: u64) -> Option<RecordView<'_>> {
-        let i = self.in_flight.binary_search_by_key(&seq, |r| r.pos).ok()?;
+    pub fn in_flight_view(&self, pos: u64) -> Option<RecordView<'_>> {
+        let i = self.in_flight.binary_search_by_key(&pos, |r| r.pos).ok()?;
         let record = self.in_flight[i];
         if record.done {
             return None;
@@ -414,52 +449,94 @@ impl RingConsumer {
         // The span was checked against the data area by `peek`; a length
         // with the same span stays inside it.
         // SYNC POINT (publish): as in `peek`.
-        let state = self.ring.state_word(seq).load(Acquire);
+        let state = self.ring.state_word(pos).load(Acquire);
         let len = state & LEN_MASK;
         if state & (STATE_CLAIMED | STATE_SKIP) != 0
             || align_record(len as usize) != record.span as usize
         {
             return None;
         }
-        let fields = self.validate_message(seq, len).ok()?;
+        let fields = self.validate_message(pos, len).ok()?;
         Some(RecordView {
             ring: &self.ring,
+            pos,
             fields,
         })
     }
 
-    /// Index of the in-flight record at `seq`. Delivery reports come back
+    /// Index of the in-flight record at `pos`. Delivery reports come back
     /// in the order records were handed out within a partition, and a
     /// producer's records interleave across a few partitions, so the next
     /// report is usually a few records after the last one marked: look at
     /// up to [`MARK_PROBE`] records after it, then bisect.
     #[inline]
-    fn find_in_flight(&mut self, seq: u64) -> Option<usize> {
+    fn find_in_flight(&mut self, pos: u64) -> Option<usize> {
         let start = (self.mark_hint + 1).min(self.in_flight.len());
         for (i, record) in self.in_flight.range(start..).take(MARK_PROBE).enumerate() {
-            if record.pos == seq {
+            if record.pos == pos {
                 self.mark_hint = start + i;
                 return Some(start + i);
             }
-            if record.pos > seq {
+            if record.pos > pos {
                 break;
             }
         }
-        let found = self.in_flight.binary_search_by_key(&seq, |r| r.pos).ok()?;
+        let found = self.in_flight.binary_search_by_key(&pos, |r| r.pos).ok()?;
         self.mark_hint = found;
         Some(found)
     }
 
-    /// Gives back the space of the contiguous prefix of finished records,
-    /// zeroing it first. Returns the number of bytes released.
+    /// Publishes the outcomes of the contiguous prefix of finished records,
+    /// and gives back its space, zeroing it first: at once, or in a ring
+    /// with delivery reports once the client has read their reports.
+    /// Returns the number of bytes released.
     pub fn release(&mut self) -> u64 {
         let start = self.released_pos;
+        let outcomes_before = self.outcomes_pos;
+        self.advance_outcomes();
         let end = self.finished_prefix_end();
+        let outcomes = (self.outcomes_pos != outcomes_before).then_some(self.outcomes_pos);
         if end == start {
+            if outcomes.is_some() {
+                publish_progress(&self.ring, start, outcomes);
+            }
             return 0;
         }
-        free_span(&self.ring, start, end);
+        announce_and_zero(&self.ring, start, end);
+        publish_progress(&self.ring, end, outcomes);
         end - start
+    }
+
+    /// The client that reads this ring's reports is gone: from now on its
+    /// records are released as soon as they are finished.
+    pub fn report_reader_gone(&mut self) {
+        self.report_reader_gone = true;
+    }
+
+    /// Whether records stay in the ring until the client has read their
+    /// reports.
+    fn waits_for_report_reader(&self) -> bool {
+        self.ring.delivery_reports && !self.report_reader_gone
+    }
+
+    /// Moves `outcomes_pos` over the finished entries that follow it.
+    fn advance_outcomes(&mut self) {
+        // The last finished entry may have grown since (`step_over` joins
+        // padding to it).
+        if let Some(last) = self
+            .finished_entries
+            .checked_sub(1)
+            .and_then(|i| self.in_flight.get(i))
+        {
+            self.outcomes_pos = last.pos + last.span as u64;
+        }
+        while let Some(entry) = self.in_flight.get(self.finished_entries) {
+            if !entry.done {
+                break;
+            }
+            self.outcomes_pos = entry.pos + entry.span as u64;
+            self.finished_entries += 1;
+        }
     }
 
     /// Loom models only: releases like [`RingConsumer::release`] but dies
@@ -469,6 +546,7 @@ impl RingConsumer {
     #[doc(hidden)]
     pub fn die_mid_release(mut self) {
         let start = self.released_pos;
+        self.advance_outcomes();
         let end = self.finished_prefix_end();
         announce_and_zero(&self.ring, start, end);
     }
@@ -481,15 +559,31 @@ impl RingConsumer {
         Self::new(Arc::clone(&self.ring))
     }
 
-    /// Drops the contiguous prefix of finished records from the in-flight
-    /// list; returns the position up to which space can be released.
+    /// Drops the finished entries whose space can be released from the
+    /// in-flight list (in a ring with delivery reports, those the client's
+    /// report cursor has passed); returns the position up to which space
+    /// can be released.
     fn finished_prefix_end(&mut self) -> u64 {
-        while let Some(front) = self.in_flight.front() {
-            if !front.done {
+        let limit = if self.waits_for_report_reader() {
+            // SYNC POINT (reports-read): pairs with the client's Release
+            // store in `ReportReader::publish`: it has read the reports
+            // before it; zeroing them comes after. Untrusted: any value only
+            // decides how much of this client's finished prefix is freed.
+            self.ring.reports_read().load(Acquire)
+        } else {
+            u64::MAX
+        };
+        while self.finished_entries > 0 {
+            let Some(front) = self.in_flight.front() else {
+                break;
+            };
+            let end = front.pos + front.span as u64;
+            if end > limit {
                 break;
             }
-            self.released_pos += front.span as u64;
+            self.released_pos = end;
             self.in_flight.pop_front();
+            self.finished_entries -= 1;
             self.mark_hint = self.mark_hint.saturating_sub(1);
         }
         self.released_pos
@@ -509,6 +603,14 @@ impl RingConsumer {
     }
 
     fn has_ready_record(&self) -> bool {
+        if self.waits_for_report_reader()
+            && self.released_pos < self.outcomes_pos
+            // Relaxed: only decides whether to stay awake for a release,
+            // which loads the cursor again (Acquire).
+            && self.ring.reports_read().load(Relaxed) > self.released_pos
+        {
+            return true; // the client read reports: their space is to free
+        }
         if self.lap_in_flight() || self.tracking_full() {
             return false;
         }
@@ -630,7 +732,14 @@ impl std::fmt::Debug for RecordView<'_> {
 }
 
 impl<'a> RecordView<'a> {
-    /// Sequence number (stream position) of the record.
+    /// Stream position of the record: how the consumer names it (in
+    /// [`RingConsumer::mark`] and [`RingConsumer::in_flight_view`]).
+    #[inline]
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
+    /// Sequence number the client's producer gave the record (untrusted:
+    /// only passed back to the client, in reports and failures).
     #[inline]
     pub fn seq(&self) -> u64 {
         self.fields.seq
@@ -668,7 +777,7 @@ impl<'a> RecordView<'a> {
 
     #[inline]
     fn key_offset(&self) -> usize {
-        self.ring.index(self.fields.seq) + RECORD_HEADER_SIZE
+        self.ring.index(self.pos) + RECORD_HEADER_SIZE
     }
     #[inline]
     fn value_offset(&self) -> usize {

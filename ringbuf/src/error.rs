@@ -88,14 +88,6 @@ pub enum RecordError {
         /// Kind found.
         kind: u16,
     },
-    /// The stored sequence number is not the record's position.
-    #[error("record at {pos} carries sequence {found}")]
-    SequenceMismatch {
-        /// Stream position of the record.
-        pos: u64,
-        /// Sequence found.
-        found: u64,
-    },
     /// Key, value and header lengths do not add up to the record length.
     #[error("record at {pos}: field lengths do not add up to the record length {len}")]
     FieldLengths {

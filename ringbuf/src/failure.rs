@@ -4,6 +4,8 @@
 //! consumers (any thread of the client). Entries live in the header page.
 //! The daemon treats the client's read cursor as untrusted: a bogus value
 //! makes the queue look full, never makes the daemon write out of bounds.
+//! A failure that finds the queue full is not dropped: the consumer keeps
+//! it, and its record's space, until the client has read older ones.
 
 use crate::layout::*;
 use crate::ring::Ring;
@@ -26,8 +28,8 @@ fn entry_offset(index: u64) -> usize {
     OFF_FAILQ_ENTRIES + (index & MASK) as usize * FAILQ_ENTRY_SIZE
 }
 
-/// Appends a failure; `false` when the queue is full (the failure is counted
-/// as overflowed; the daemon's spool still has the record).
+/// Appends a failure; `false` when the queue is full (the caller keeps it
+/// and tries again once the client has read some).
 pub(crate) fn push(ring: &Ring, failure: Failure) -> bool {
     let mem = &ring.mem;
     let tail = mem.header_u64(OFF_FAILQ_TAIL).load(Relaxed);
@@ -36,7 +38,6 @@ pub(crate) fn push(ring: &Ring, failure: Failure) -> bool {
     let head = mem.header_u64(OFF_FAILQ_HEAD).load(Acquire);
     let used = tail.wrapping_sub(head);
     if used >= FAILQ_ENTRIES as u64 {
-        mem.header_u64(OFF_FAILQ_OVERFLOW).fetch_add(1, Relaxed);
         return false;
     }
     let off = entry_offset(tail);
@@ -81,9 +82,4 @@ pub(crate) fn pop(ring: &Ring) -> Option<Failure> {
             });
         }
     }
-}
-
-/// Failures that did not fit in the queue.
-pub(crate) fn overflowed(ring: &Ring) -> u64 {
-    ring.mem.header_u64(OFF_FAILQ_OVERFLOW).load(Relaxed)
 }

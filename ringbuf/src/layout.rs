@@ -15,7 +15,7 @@
 /// `"SHMKRING"` in little-endian: the first word of every segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMKRING");
 /// Bumped whenever any offset or record field below changes meaning.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Size of the header page that precedes the data area.
 pub const HEADER_SIZE: usize = 4096;
 /// Smallest data area accepted: room for a few maximum-size small records.
@@ -42,6 +42,11 @@ pub const OFF_MAX_RECORD: usize = 24;
 pub const OFF_PRODUCER_PID: usize = 28;
 /// Offset of the total segment size (u64, header plus data area).
 pub const OFF_SEGMENT_SIZE: usize = 32;
+/// Offset of the segment's option flags (u32, `FLAG_*`).
+pub const OFF_FLAGS: usize = 40;
+/// Flag: the client reads a delivery report for every record, and the
+/// consumer keeps each record's space until the client has read its report.
+pub const FLAG_DELIVERY_REPORTS: u32 = 1;
 
 // Header page: cursors and wake-up words, one 128-byte slot each.
 /// Producers' claim cursor: total bytes ever claimed (monotonic, never wraps).
@@ -55,6 +60,12 @@ pub const OFF_RELEASED: usize = 256;
 /// no producer may write. Same slot as `released`: only the consumer writes
 /// either. Zero in a new segment, so older segments read as "none".
 pub const OFF_RELEASING: usize = 264;
+/// Consumer's outcome cursor: every record before it has its outcome
+/// (delivered or failed, with the report fields) written. Ahead of
+/// `released` only in rings with delivery reports, where space is released
+/// once the client has read the reports. Same slot: only the consumer
+/// writes it.
+pub const OFF_OUTCOMES: usize = 272;
 /// 1 while the consumer is parked (or about to park) on this word.
 pub const OFF_CONSUMER_PARKED: usize = 384;
 /// Bumped by the consumer after `released` moved while producers wait.
@@ -67,18 +78,26 @@ pub const OFF_ABORTED: usize = 640;
 pub const OFF_FULL_EVENTS: usize = 648;
 /// Failure queue read cursor (producers pop).
 pub const OFF_FAILQ_HEAD: usize = 768;
-/// Failure queue write cursor (consumer pushes).
+/// Failure queue write cursor (consumer pushes). A failure that finds the
+/// queue full waits in the consumer, and its record keeps its space, until
+/// the client has made room: failures are never dropped.
 pub const OFF_FAILQ_TAIL: usize = 896;
-/// Failures that did not fit in the queue (they are still spooled by the daemon).
-pub const OFF_FAILQ_OVERFLOW: usize = 904;
 /// Failure queue entries: `FAILQ_ENTRIES` x 16 bytes (seq u64, code i32, status u32).
 pub const OFF_FAILQ_ENTRIES: usize = 1024;
 /// Number of failure queue entries; a power of two.
 pub const FAILQ_ENTRIES: usize = 64;
 /// Size of one failure queue entry.
 pub const FAILQ_ENTRY_SIZE: usize = 16;
+/// Producers' record counter (u64): the number the next record gets.
+pub const OFF_NEXT_RECORD: usize = 2048;
+/// Client's report cursor (u64): the position up to which it has read the
+/// delivery reports (rings with [`FLAG_DELIVERY_REPORTS`] only). Untrusted
+/// by the consumer: a bogus value can only release the client's own records
+/// before it read their reports.
+pub const OFF_REPORTS_READ: usize = 2176;
 
-const _: () = assert!(OFF_FAILQ_ENTRIES + FAILQ_ENTRIES * FAILQ_ENTRY_SIZE <= HEADER_SIZE);
+const _: () = assert!(OFF_FAILQ_ENTRIES + FAILQ_ENTRIES * FAILQ_ENTRY_SIZE <= OFF_NEXT_RECORD);
+const _: () = assert!(OFF_REPORTS_READ + 128 <= HEADER_SIZE);
 
 // Record format. The state word encodes who owns the record:
 //   0                      unwritten (free space is always zeroed)
@@ -101,7 +120,8 @@ pub const REC_DELIVERY: usize = 4;
 pub const REC_KIND: usize = 8;
 /// Topic id (u32).
 pub const REC_TOPIC: usize = 12;
-/// Sequence number (u64): must equal the record's stream position.
+/// Sequence number (u64): the record's number in its ring, from the
+/// producers' record counter; how the client names the record.
 pub const REC_SEQ: usize = 16;
 /// Create time in ms since the epoch (i64).
 pub const REC_TIMESTAMP: usize = 24;
@@ -115,6 +135,20 @@ pub const REC_VALUE_LEN: usize = 40;
 pub const REC_HEADERS_LEN: usize = 44;
 /// Size of a record header; key, value and headers follow in that order.
 pub const RECORD_HEADER_SIZE: usize = 48;
+
+// The delivery report. Once the consumer has set the outcome in
+// `REC_DELIVERY` (published through `OFF_OUTCOMES`), the header fields the
+// consumer no longer needs hold the report instead:
+/// Timestamp the broker stored (i64 ms; the create time unless the topic
+/// uses log-append time), in place of `REC_TIMESTAMP`.
+pub const REP_TIMESTAMP: usize = REC_TIMESTAMP;
+/// Partition the record went to (i32), in place of `REC_PARTITION`.
+pub const REP_PARTITION: usize = REC_PARTITION;
+/// Error code (i32, 0 when delivered), in place of the key length.
+pub const REP_ERROR: usize = REC_KEY_LEN;
+/// Offset in the partition (i64, -1 when failed), in place of the value and
+/// header lengths.
+pub const REP_OFFSET: usize = REC_VALUE_LEN;
 
 /// `kind` of a message record.
 pub const KIND_MESSAGE: u16 = 1;

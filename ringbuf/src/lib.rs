@@ -24,7 +24,7 @@
 //! let record = consumer.peek()?.expect("committed");
 //! assert_eq!(record.value(), Some(&b"hello"[..]));
 //! consumer.advance();
-//! consumer.mark(seq, Delivery::Delivered);
+//! consumer.mark(seq, &Outcome::delivered(0, 0, 0));
 //! consumer.release();
 //! assert_eq!(producer.released(), producer.tail());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -42,6 +42,7 @@ pub mod layout;
 mod memory;
 mod producer;
 mod record;
+mod report;
 mod ring;
 #[cfg(not(loom))]
 mod segment;
@@ -54,8 +55,9 @@ pub use error::{RecordError, ReserveError};
 pub use failure::Failure;
 pub use layout::PARTITION_UNASSIGNED;
 pub use producer::{RingProducer, Slot, WhenFull};
-pub use record::{Delivery, Header, HeaderIter, RawHeader, Record, RecordSpec};
-pub use ring::heap_ring;
+pub use record::{Delivery, Header, HeaderIter, Outcome, RawHeader, Record, RecordSpec};
+pub use report::{DeliveryReport, ReportReader};
+pub use ring::{heap_ring, heap_ring_with};
 #[cfg(not(loom))]
 pub use segment::{CreateError, OpenError, Segment, SegmentOptions};
 #[cfg(loom)]

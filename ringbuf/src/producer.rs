@@ -13,6 +13,7 @@ use crate::error::ReserveError;
 use crate::failure::{self, Failure};
 use crate::layout::*;
 use crate::record::{encode_headers, encoded_headers_len, headers_fit, Record, RecordSpec};
+use crate::report::ReportReader;
 use crate::ring::Ring;
 use crate::sync::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use crate::sync::{fence, futex_wait, futex_wake, producer_barrier, spin_hint};
@@ -21,7 +22,7 @@ use crate::sync::{fence, futex_wait, futex_wake, producer_barrier, spin_hint};
 /// of a process can share one ring.
 #[derive(Clone)]
 pub struct RingProducer {
-    ring: Arc<Ring>,
+    pub(crate) ring: Arc<Ring>,
 }
 
 /// What to do when the ring is full.
@@ -83,10 +84,12 @@ impl RingProducer {
     ) -> Result<Slot<'_>, ReserveError> {
         let len = self.checked_len(spec)?;
         let pos = self.claim(align_record(len), when_full)?;
-        self.write_header(pos, len, spec);
+        let seq = self.take_record_numbers(1);
+        self.write_header(pos, seq, len, spec);
         Ok(Slot {
             producer: self,
             pos,
+            seq,
             len,
             key_len: spec.key_len.unwrap_or(0),
             value_len: spec.value_len.unwrap_or(0),
@@ -94,7 +97,8 @@ impl RingProducer {
         })
     }
 
-    /// Copies `record` into the ring and commits it; returns its sequence number.
+    /// Copies `record` into the ring and commits it; returns its sequence
+    /// number (its number in the ring: 0, 1, 2, ... in claim order).
     #[inline]
     pub fn send(&self, record: &Record<'_>, when_full: WhenFull) -> Result<u64, ReserveError> {
         // The same steps as reserve + write + commit, without a `Slot`: no
@@ -102,14 +106,15 @@ impl RingProducer {
         // the claim and the commit.
         let len = self.checked_len(&record.spec())?;
         let pos = self.claim(align_record(len), when_full)?;
-        self.write_record(pos, len, record);
+        let seq = self.take_record_numbers(1);
+        self.write_record(pos, seq, len, record);
         self.wake_consumer();
-        Ok(pos)
+        Ok(seq)
     }
 
     /// Copies all `records` into the ring with a single claim (one atomic for
-    /// the whole batch) and commits them; returns the first sequence number.
-    /// Either all records are written or none is.
+    /// the whole batch) and commits them; returns the first sequence number
+    /// (the others follow it). Either all records are written or none is.
     pub fn send_batch(
         &self,
         records: &[Record<'_>],
@@ -125,11 +130,11 @@ impl RingProducer {
                 max: self.ring.capacity as usize / 2,
             });
         }
-        let first = self.claim(total, when_full)?;
-        let mut pos = first;
-        for record in records {
+        let mut pos = self.claim(total, when_full)?;
+        let first = self.take_record_numbers(records.len() as u64);
+        for (seq, record) in (first..).zip(records) {
             let len = record_len(&record.spec());
-            self.write_record(pos, len, record);
+            self.write_record(pos, seq, len, record);
             pos += align_record(len) as u64;
         }
         self.wake_consumer();
@@ -141,9 +146,33 @@ impl RingProducer {
         failure::pop(&self.ring)
     }
 
-    /// Failures that did not fit in the shared failure queue.
-    pub fn failures_overflowed(&self) -> u64 {
-        failure::overflowed(&self.ring)
+    /// Whether the ring was created for delivery reports.
+    pub fn delivery_reports(&self) -> bool {
+        self.ring.delivery_reports
+    }
+
+    /// The reader of this ring's delivery reports, starting after the last
+    /// report read. `None` unless the ring was created for delivery reports.
+    /// Reports have one reader: two would each see part of them.
+    pub fn report_reader(&self) -> Option<ReportReader> {
+        self.ring
+            .delivery_reports
+            .then(|| ReportReader::new(self.clone()))
+    }
+
+    /// Records numbered so far: the sequence number the next record gets.
+    pub fn next_seq(&self) -> u64 {
+        // Relaxed: a count, read for statistics and flush bookkeeping.
+        self.ring.next_record().load(Relaxed)
+    }
+
+    /// Takes `n` consecutive record numbers, after the space is claimed (so
+    /// a full ring leaves no gap).
+    #[inline]
+    fn take_record_numbers(&self, n: u64) -> u64 {
+        // Relaxed: the number is the record's name, published with the rest
+        // of the record by its state word.
+        self.ring.next_record().fetch_add(n, Relaxed)
     }
 
     /// Reservations dropped without commit so far.
@@ -154,6 +183,24 @@ impl RingProducer {
     /// Times a reservation found the ring full.
     pub fn full_events(&self) -> u64 {
         self.ring.mem.header_u64(OFF_FULL_EVENTS).load(Relaxed)
+    }
+
+    /// Position up to which every record has its outcome (delivered or
+    /// failed): equal to [`RingProducer::released`] in rings without
+    /// delivery reports, ahead of it by the reports not yet read in rings
+    /// with them.
+    pub fn outcomes(&self) -> u64 {
+        // SYNC POINT (outcomes): pairs with the consumer's Release store of
+        // `outcomes` in `publish_progress`; the outcomes and report fields of
+        // the records before it are visible.
+        self.ring.outcomes().load(Acquire)
+    }
+
+    /// Waits until every record before `pos` has its outcome, for at most
+    /// `timeout`. Returns whether they have.
+    pub fn wait_outcomes(&self, pos: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        self.wait_for_space(deadline, || self.outcomes() >= pos)
     }
 
     /// Waits until the consumer has released everything before `pos`, for at
@@ -260,9 +307,9 @@ impl RingProducer {
     /// Writes `record` (header, key, value) into the claimed space at `pos`
     /// and publishes it; the caller wakes the consumer.
     #[inline]
-    fn write_record(&self, pos: u64, len: usize, record: &Record<'_>) {
+    fn write_record(&self, pos: u64, seq: u64, len: usize, record: &Record<'_>) {
         let spec = record.spec();
-        self.write_header(pos, len, &spec);
+        self.write_header(pos, seq, len, &spec);
         let payload = self.ring.index(pos) + RECORD_HEADER_SIZE;
         if let Some(key) = record.key {
             self.ring.mem.write(payload, key);
@@ -279,7 +326,7 @@ impl RingProducer {
 
     /// Writes the state word (claimed) and the record header at `pos`.
     #[inline]
-    fn write_header(&self, pos: u64, len: usize, spec: &RecordSpec<'_>) {
+    fn write_header(&self, pos: u64, seq: u64, len: usize, spec: &RecordSpec<'_>) {
         let ring = &*self.ring;
         ring.state_word(pos)
             .store(STATE_CLAIMED | len as u32, Relaxed);
@@ -297,7 +344,7 @@ impl RingProducer {
         };
         field(&mut header, REC_KIND, &KIND_MESSAGE.to_le_bytes());
         field(&mut header, REC_TOPIC, &spec.topic_id.to_le_bytes());
-        field(&mut header, REC_SEQ, &pos.to_le_bytes());
+        field(&mut header, REC_SEQ, &seq.to_le_bytes());
         field(&mut header, REC_TIMESTAMP, &spec.timestamp_ms.to_le_bytes());
         field(&mut header, REC_PARTITION, &spec.partition.to_le_bytes());
         let len_or_null = |l: Option<usize>| l.map_or(NULL_LEN, |l| l as u32);
@@ -331,6 +378,8 @@ impl RingProducer {
     }
 
     /// Wakes the consumer if it announced it is parked.
+    /// Also used after reading delivery reports: the consumer releases their
+    /// space on its next pass.
     ///
     /// Dekker-style handshake with `RingConsumer::prepare_park`: we store the
     /// state word then read `consumer_parked`; it stores `consumer_parked` then
@@ -338,7 +387,7 @@ impl RingProducer {
     /// `sync::producer_barrier`) guarantee at least one of us sees the
     /// other's store, so a commit is never missed.
     #[inline]
-    fn wake_consumer(&self) {
+    pub(crate) fn wake_consumer(&self) {
         producer_barrier(self.ring.light_barrier);
         let parked = self.ring.consumer_parked();
         if parked.load(Relaxed) != 0 {
@@ -347,7 +396,12 @@ impl RingProducer {
     }
 
     /// Blocks until `ready()` holds or `deadline` passes; returns `ready()`.
-    fn wait_for_space(&self, deadline: Instant, mut ready: impl FnMut() -> bool) -> bool {
+    /// Woken whenever the consumer moves `released` or `outcomes`.
+    pub(crate) fn wait_for_space(
+        &self,
+        deadline: Instant,
+        mut ready: impl FnMut() -> bool,
+    ) -> bool {
         let ring = &*self.ring;
         loop {
             if ready() {
@@ -382,6 +436,7 @@ impl RingProducer {
 pub struct Slot<'a> {
     producer: &'a RingProducer,
     pos: u64,
+    seq: u64,
     len: usize,
     key_len: usize,
     value_len: usize,
@@ -389,9 +444,9 @@ pub struct Slot<'a> {
 }
 
 impl Slot<'_> {
-    /// The record's sequence number (its stream position in the ring).
+    /// The record's sequence number (its number in the ring).
     pub fn seq(&self) -> u64 {
-        self.pos
+        self.seq
     }
 
     fn payload_offset(&self) -> usize {
@@ -448,7 +503,7 @@ impl Slot<'_> {
     #[inline]
     pub fn commit(mut self) -> u64 {
         self.finish(self.len as u32);
-        self.pos
+        self.seq
     }
 
     #[inline]

@@ -76,13 +76,65 @@ pub enum Delivery {
 
 impl Delivery {
     pub(crate) fn from_word(word: u32) -> Self {
-        match word {
+        // The byte above the outcome holds the persistence of a failure.
+        match word & 0xff {
             1 => Delivery::Delivered,
             2 => Delivery::Failed,
             // Garbage from a hostile producer reads as "not done", the
             // conservative choice: the record is sent rather than skipped.
             _ => Delivery::Pending,
         }
+    }
+}
+
+/// What became of a record: its delivery state and the report the client
+/// reads for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// Delivered or failed (never [`Delivery::Pending`]).
+    pub delivery: Delivery,
+    /// Error code (librdkafka's `rd_kafka_resp_err_t`); 0 when delivered.
+    pub error_code: i32,
+    /// Whether a failed record may have been persisted anyway (0 no,
+    /// 1 possibly, 2 yes); 2 when delivered.
+    pub persistence: u8,
+    /// Partition the record went to, or was meant for (-1 if none was chosen).
+    pub partition: i32,
+    /// Offset in the partition; -1 when failed or unknown.
+    pub offset: i64,
+    /// Timestamp the broker stored (ms since the epoch); the create time
+    /// unless the topic uses log-append time.
+    pub timestamp_ms: i64,
+}
+
+impl Outcome {
+    /// Acknowledged by the broker at `partition` and `offset`.
+    pub fn delivered(partition: i32, offset: i64, timestamp_ms: i64) -> Self {
+        Self {
+            delivery: Delivery::Delivered,
+            error_code: 0,
+            persistence: 2,
+            partition,
+            offset,
+            timestamp_ms,
+        }
+    }
+
+    /// Failed for good with `error_code`; `persistence` as in the field.
+    pub fn failed(error_code: i32, persistence: u8, partition: i32, timestamp_ms: i64) -> Self {
+        Self {
+            delivery: Delivery::Failed,
+            error_code,
+            persistence,
+            partition,
+            offset: -1,
+            timestamp_ms,
+        }
+    }
+
+    /// The record's delivery word: the state, and the persistence above it.
+    pub(crate) fn delivery_word(&self) -> u32 {
+        self.delivery as u32 | u32::from(self.persistence) << 8
     }
 }
 

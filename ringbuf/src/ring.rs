@@ -21,10 +21,13 @@ pub(crate) struct Ring {
     /// Producers of this process may use the light side of the wake-up
     /// barrier (see `sync::producer_barrier`).
     pub(crate) light_barrier: bool,
+    /// The client reads a delivery report for every record
+    /// ([`FLAG_DELIVERY_REPORTS`]); read once at creation or open.
+    pub(crate) delivery_reports: bool,
 }
 
 impl Ring {
-    pub(crate) fn new(mem: RingMemory, max_record: u32) -> Self {
+    pub(crate) fn new(mem: RingMemory, max_record: u32, delivery_reports: bool) -> Self {
         let capacity = mem.capacity() as u64;
         debug_assert!(capacity.is_power_of_two());
         Self {
@@ -33,6 +36,7 @@ impl Ring {
             mask: capacity - 1,
             max_record,
             light_barrier: crate::sync::producer_may_use_light_barrier(),
+            delivery_reports,
         }
     }
 
@@ -50,6 +54,21 @@ impl Ring {
     #[inline]
     pub(crate) fn released(&self) -> &AtomicU64 {
         self.mem.header_u64(OFF_RELEASED)
+    }
+
+    #[inline]
+    pub(crate) fn outcomes(&self) -> &AtomicU64 {
+        self.mem.header_u64(OFF_OUTCOMES)
+    }
+
+    #[inline]
+    pub(crate) fn reports_read(&self) -> &AtomicU64 {
+        self.mem.header_u64(OFF_REPORTS_READ)
+    }
+
+    #[inline]
+    pub(crate) fn next_record(&self) -> &AtomicU64 {
+        self.mem.header_u64(OFF_NEXT_RECORD)
     }
 
     #[inline]
@@ -100,10 +119,20 @@ impl Ring {
 /// [`MAX_CAPACITY`] (or at least 64 under `cfg(loom)`, where models use tiny
 /// rings); records are limited to half the capacity.
 pub fn heap_ring(capacity: usize) -> (RingProducer, RingConsumer) {
+    heap_ring_with(capacity, false)
+}
+
+/// [`heap_ring`] with or without delivery reports
+/// ([`FLAG_DELIVERY_REPORTS`]).
+pub fn heap_ring_with(capacity: usize, delivery_reports: bool) -> (RingProducer, RingConsumer) {
     assert!(capacity.is_power_of_two() && capacity <= MAX_CAPACITY);
     #[cfg(not(loom))]
     assert!(capacity >= MIN_CAPACITY);
-    let ring = Arc::new(Ring::new(RingMemory::heap(capacity), (capacity / 2) as u32));
+    let ring = Arc::new(Ring::new(
+        RingMemory::heap(capacity),
+        (capacity / 2) as u32,
+        delivery_reports,
+    ));
     (
         RingProducer::new(Arc::clone(&ring)),
         RingConsumer::new(ring).expect("a fresh ring has consistent cursors"),

@@ -30,6 +30,9 @@ pub struct SegmentOptions {
     pub max_record_len: usize,
     /// Name shown in `/proc/PID/fd` (memfd names are for debugging only).
     pub name: String,
+    /// The client reads a delivery report for every record: the consumer
+    /// keeps each record's space until its report has been read.
+    pub delivery_reports: bool,
 }
 
 impl SegmentOptions {
@@ -39,6 +42,7 @@ impl SegmentOptions {
             capacity,
             max_record_len: capacity / 2,
             name: "shmkafka-ring".to_owned(),
+            delivery_reports: false,
         }
     }
 }
@@ -98,6 +102,12 @@ pub enum OpenError {
     #[error("segment layout version {found}, this daemon supports {LAYOUT_VERSION}")]
     UnsupportedVersion {
         /// Version found.
+        found: u32,
+    },
+    /// The header carries option flags this build does not know.
+    #[error("segment flags {found:#x} include options this daemon does not know")]
+    UnknownFlags {
+        /// Flags found.
         found: u32,
     },
     /// The header size field is not ours.
@@ -210,11 +220,21 @@ impl Segment {
         );
         mem.header_write(OFF_PRODUCER_PID, &pid.to_le_bytes());
         mem.header_write(OFF_SEGMENT_SIZE, &size.to_le_bytes());
+        let flags = if options.delivery_reports {
+            FLAG_DELIVERY_REPORTS
+        } else {
+            0
+        };
+        mem.header_write(OFF_FLAGS, &flags.to_le_bytes());
         // Magic last: a half-initialised header never looks valid.
         mem.header_write(OFF_MAGIC, &MAGIC.to_le_bytes());
         Ok(Segment {
             file,
-            ring: Arc::new(Ring::new(mem, options.max_record_len as u32)),
+            ring: Arc::new(Ring::new(
+                mem,
+                options.max_record_len as u32,
+                options.delivery_reports,
+            )),
             producer_pid: pid,
         })
     }
@@ -284,6 +304,10 @@ impl Segment {
         if declared != HEADER_SIZE as u64 + capacity || declared != actual {
             return Err(OpenError::SizeMismatch { declared, actual });
         }
+        let flags = u32_at(OFF_FLAGS);
+        if flags & !FLAG_DELIVERY_REPORTS != 0 {
+            return Err(OpenError::UnknownFlags { found: flags });
+        }
         let producer_pid = u32_at(OFF_PRODUCER_PID);
         // Not populated: the creator populated its own mapping, so a
         // well-behaved segment is already in memory, while prefaulting a
@@ -302,7 +326,11 @@ impl Segment {
         // file has exactly that size and is sealed against shrinking (both
         // checked above), so every byte of the mapping stays backed.
         let mem = unsafe { RingMemory::mapped(mapping, capacity as usize) };
-        let ring = Arc::new(Ring::new(mem, max_record));
+        let ring = Arc::new(Ring::new(
+            mem,
+            max_record,
+            flags & FLAG_DELIVERY_REPORTS != 0,
+        ));
         let (tail, released) = ring.cursors();
         if released > tail || tail - released > capacity || released % RECORD_ALIGN as u64 != 0 {
             return Err(RecordError::CursorsCorrupted { tail, released }.into());
@@ -345,6 +373,11 @@ impl Segment {
     /// segment at a time.
     pub fn consumer(&self) -> Result<RingConsumer, RecordError> {
         RingConsumer::new(Arc::clone(&self.ring))
+    }
+
+    /// Whether the client reads a delivery report for every record.
+    pub fn delivery_reports(&self) -> bool {
+        self.ring.delivery_reports
     }
 
     /// `(tail, released)` cursors.

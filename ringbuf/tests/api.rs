@@ -9,6 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use shmkafka_ringbuf::layout::{align_record, HEADER_SIZE, RECORD_HEADER_SIZE};
+use shmkafka_ringbuf::Outcome;
 use shmkafka_ringbuf::{
     heap_ring, park_any, Delivery, Failure, Header, HeaderIter, RawHeader, Record, RecordSpec,
     ReserveError, RingConsumer, RingProducer, Segment, SegmentOptions, WhenFull,
@@ -36,11 +37,11 @@ fn drain(consumer: &mut RingConsumer) -> Vec<Option<Vec<u8>>> {
     let mut seqs = Vec::new();
     while let Some(record) = consumer.peek().expect("valid ring") {
         out.push(record.value().map(<[u8]>::to_vec));
-        seqs.push(record.seq());
+        seqs.push(record.pos());
         consumer.advance();
     }
     for seq in seqs {
-        assert!(consumer.mark(seq, Delivery::Delivered));
+        assert!(consumer.mark(seq, &Outcome::delivered(0, 0, 0)));
     }
     consumer.release();
     out
@@ -241,7 +242,7 @@ fn padding_at_the_wrap() {
     let seq = producer
         .send(&value_record(&[2; 100]), WhenFull::Fail)
         .unwrap();
-    assert_eq!(seq, CAP as u64);
+    assert_eq!(seq, 4, "numbered after the four before it; padding takes no number");
     assert_eq!(producer.tail(), CAP as u64 + span_of_value(100));
     assert_eq!(drain(&mut consumer), [Some(vec![2; 100])]);
     // The padding was stepped over and released with the record.
@@ -260,12 +261,13 @@ fn record_that_exactly_fills_the_end_needs_no_padding() {
     let seq = producer
         .send(&value_record(&[3; 48]), WhenFull::Fail)
         .unwrap();
-    assert_eq!(seq, 4000);
+    assert_eq!(seq, 4);
     assert_eq!(producer.tail(), CAP as u64);
     let next = producer
         .send(&value_record(&[4; 8]), WhenFull::Fail)
         .unwrap();
-    assert_eq!(next, CAP as u64);
+    assert_eq!(next, 5);
+    assert_eq!(producer.tail(), CAP as u64 + span_of_value(8));
     assert_eq!(drain(&mut consumer), [Some(vec![3; 48]), Some(vec![4; 8])]);
 }
 
@@ -322,18 +324,20 @@ fn send_batch_claims_once() {
             ..Record::default()
         },
     ];
+    let records_before = producer.next_seq();
     let first = producer.send_batch(&batch, WhenFull::Fail).unwrap();
-    assert_eq!(first, CAP as u64);
+    assert_eq!(first, records_before, "the batch's numbers follow on");
     let spans = [48u64, span_of_value(150), align_record(49) as u64];
     assert_eq!(producer.tail(), CAP as u64 + spans.iter().sum::<u64>());
-    let mut expected_seq = first;
+    let mut expected_pos = CAP as u64;
     for (i, span) in spans.iter().enumerate() {
         let record = consumer.peek().unwrap().unwrap();
-        assert_eq!(record.seq(), expected_seq);
+        assert_eq!(record.pos(), expected_pos);
+        assert_eq!(record.seq(), first + i as u64);
         assert_eq!(record.value(), batch[i].value);
         assert_eq!(record.key(), batch[i].key);
         consumer.advance();
-        expected_seq += span;
+        expected_pos += span;
     }
 }
 
@@ -406,7 +410,7 @@ fn send_batch_records_stay_contiguous_under_contention() {
                 continue;
             };
             let v = record.value().unwrap().to_vec();
-            let seq = record.seq();
+            let seq = record.pos();
             if v[3] != 0 {
                 // Batch members after the first directly follow their predecessor.
                 let (prev_seq, prev_v): (u64, Vec<u8>) = last.clone().unwrap();
@@ -416,7 +420,7 @@ fn send_batch_records_stay_contiguous_under_contention() {
             }
             last = Some((seq, v));
             consumer.advance();
-            consumer.mark(seq, Delivery::Delivered);
+            consumer.mark(seq, &Outcome::delivered(0, 0, 0));
             consumer.release();
             got += 1;
         }
@@ -444,9 +448,9 @@ fn full_fails_fast_and_recovers_after_release() {
     );
     assert!(producer.full_events() >= 2);
     // Releasing one record makes room for one more.
-    let first = consumer.peek().unwrap().unwrap().seq();
+    let first = consumer.peek().unwrap().unwrap().pos();
     consumer.advance();
-    consumer.mark(first, Delivery::Delivered);
+    consumer.mark(first, &Outcome::delivered(0, 0, 0));
     assert_eq!(consumer.release(), span_of_value(200));
     producer
         .send(&value_record(&[0; 200]), WhenFull::Fail)
@@ -560,11 +564,14 @@ fn mark_in_any_order_releases_only_the_finished_prefix_and_zeroes_it() {
     let segment = Segment::create(&SegmentOptions::with_capacity(CAP)).unwrap();
     let producer = segment.producer();
     let mut consumer = segment.consumer().unwrap();
+    // Positions (how the consumer names records), not sequence numbers.
     let seqs: Vec<u64> = (0..4u8)
         .map(|i| {
+            let pos = producer.tail();
             producer
                 .send(&value_record(&[i + 1; 100]), WhenFull::Fail)
-                .unwrap()
+                .unwrap();
+            pos
         })
         .collect();
     for _ in 0..4 {
@@ -574,12 +581,12 @@ fn mark_in_any_order_releases_only_the_finished_prefix_and_zeroes_it() {
     let span = span_of_value(100);
     assert_eq!(consumer.pending(), 4);
 
-    assert!(consumer.mark(seqs[2], Delivery::Delivered));
-    assert!(consumer.mark(seqs[3], Delivery::Failed));
+    assert!(consumer.mark(seqs[2], &Outcome::delivered(0, 0, 0)));
+    assert!(consumer.mark(seqs[3], &Outcome::failed(1, 0, -1, 0)));
     assert_eq!(consumer.release(), 0, "record 0 is still pending");
     assert_eq!(producer.released(), 0);
 
-    assert!(consumer.mark(seqs[0], Delivery::Delivered));
+    assert!(consumer.mark(seqs[0], &Outcome::delivered(0, 0, 0)));
     assert_eq!(consumer.release(), span, "record 1 is still pending");
     assert_eq!(producer.released(), span);
     assert!(segment_bytes(&segment, 0, span as usize)
@@ -589,12 +596,19 @@ fn mark_in_any_order_releases_only_the_finished_prefix_and_zeroes_it() {
     assert!(rest.iter().any(|&b| b != 0), "unreleased records untouched");
 
     // Marking twice, marking Pending or an unknown sequence is refused.
-    assert!(!consumer.mark(seqs[2], Delivery::Delivered));
-    assert!(!consumer.mark(seqs[1], Delivery::Pending));
-    assert!(!consumer.mark(seqs[1] + 8, Delivery::Delivered));
-    assert!(!consumer.mark(seqs[0], Delivery::Delivered), "released");
+    assert!(!consumer.mark(seqs[2], &Outcome::delivered(0, 0, 0)));
+    let pending = Outcome {
+        delivery: Delivery::Pending,
+        ..Outcome::delivered(0, 0, 0)
+    };
+    assert!(!consumer.mark(seqs[1], &pending));
+    assert!(!consumer.mark(seqs[1] + 8, &Outcome::delivered(0, 0, 0)));
+    assert!(
+        !consumer.mark(seqs[0], &Outcome::delivered(0, 0, 0)),
+        "released"
+    );
 
-    assert!(consumer.mark(seqs[1], Delivery::Failed));
+    assert!(consumer.mark(seqs[1], &Outcome::failed(1, 0, -1, 0)));
     assert_eq!(consumer.release(), 3 * span);
     assert_eq!(producer.released(), producer.tail());
     assert!(segment_bytes(&segment, 0, CAP).iter().all(|&b| b == 0));
@@ -602,7 +616,7 @@ fn mark_in_any_order_releases_only_the_finished_prefix_and_zeroes_it() {
 }
 
 #[test]
-fn failure_queue_is_fifo_bounded_and_counts_overflow() {
+fn failure_queue_is_fifo_and_bounded() {
     let (producer, consumer) = heap_ring(CAP);
     assert_eq!(producer.pop_failure(), None);
     let failure = |i: u64| Failure {
@@ -616,7 +630,6 @@ fn failure_queue_is_fifo_bounded_and_counts_overflow() {
     }
     assert!(!consumer.push_failure(failure(999)), "queue is full");
     assert!(!consumer.push_failure(failure(998)));
-    assert_eq!(producer.failures_overflowed(), 2);
     for i in 0..entries {
         assert_eq!(producer.pop_failure(), Some(failure(i)));
     }
@@ -630,7 +643,6 @@ fn failure_queue_is_fifo_bounded_and_counts_overflow() {
             assert_eq!(producer.pop_failure(), Some(failure(round * 100 + i)));
         }
     }
-    assert_eq!(producer.failures_overflowed(), 2);
 }
 
 #[test]
@@ -712,8 +724,13 @@ fn wait_released_waits_for_the_consumer() {
 fn restarted_consumer_rereads_unreleased_but_skips_delivered() {
     let segment = Segment::create(&SegmentOptions::with_capacity(CAP)).unwrap();
     let producer = segment.producer();
+    // Positions (how the consumer names records), not sequence numbers.
     let seqs: Vec<u64> = (0..6u8)
-        .map(|i| producer.send(&value_record(&[i]), WhenFull::Fail).unwrap())
+        .map(|i| {
+            let pos = producer.tail();
+            producer.send(&value_record(&[i]), WhenFull::Fail).unwrap();
+            pos
+        })
         .collect();
     {
         let mut first = segment.consumer().unwrap();
@@ -723,25 +740,25 @@ fn restarted_consumer_rereads_unreleased_but_skips_delivered() {
             first.peek().unwrap().unwrap();
             first.advance();
         }
-        assert!(first.mark(seqs[0], Delivery::Delivered));
+        assert!(first.mark(seqs[0], &Outcome::delivered(0, 0, 0)));
         assert_eq!(first.release(), span_of_value(1));
-        assert!(first.mark(seqs[2], Delivery::Delivered));
-        assert!(first.mark(seqs[3], Delivery::Failed));
-        assert!(first.mark(seqs[4], Delivery::Delivered));
+        assert!(first.mark(seqs[2], &Outcome::delivered(0, 0, 0)));
+        assert!(first.mark(seqs[3], &Outcome::failed(1, 0, -1, 0)));
+        assert!(first.mark(seqs[4], &Outcome::delivered(0, 0, 0)));
         assert_eq!(first.release(), 0);
     }
     let mut second = segment.consumer().unwrap();
     assert_eq!(second.drain_pos(), seqs[1]);
     let mut again = Vec::new();
     while let Some(record) = second.peek().unwrap() {
-        again.push((record.seq(), record.value().unwrap()[0]));
+        again.push((record.pos(), record.value().unwrap()[0]));
         second.advance();
     }
     assert_eq!(again, [(seqs[1], 1), (seqs[5], 5)]);
     assert_eq!(second.pending(), 2);
-    second.mark(seqs[5], Delivery::Delivered);
+    second.mark(seqs[5], &Outcome::delivered(0, 0, 0));
     assert_eq!(second.release(), 0);
-    second.mark(seqs[1], Delivery::Delivered);
+    second.mark(seqs[1], &Outcome::delivered(0, 0, 0));
     assert_eq!(second.release(), 5 * span_of_value(1));
     assert_eq!(producer.released(), producer.tail());
 }
@@ -822,7 +839,7 @@ fn exactly_full_ring_all_in_flight_reads_as_empty() {
     assert_eq!(producer.tail() - producer.released(), CAP as u64);
     let mut seqs = Vec::new();
     while let Some(record) = consumer.peek().expect("a full ring is not corrupt") {
-        seqs.push(record.seq());
+        seqs.push(record.pos());
         consumer.advance();
     }
     assert_eq!(seqs.len(), CAP / 128);
@@ -831,7 +848,7 @@ fn exactly_full_ring_all_in_flight_reads_as_empty() {
     assert!(consumer.prepare_park(), "nothing new to read");
     consumer.finish_park();
     for seq in seqs {
-        consumer.mark(seq, Delivery::Delivered);
+        consumer.mark(seq, &Outcome::delivered(0, 0, 0));
     }
     assert_eq!(consumer.release(), CAP as u64);
     producer

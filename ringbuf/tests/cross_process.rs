@@ -22,8 +22,9 @@ use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
     SockFlag, SockType,
 };
+use shmkafka_ringbuf::Outcome;
 use shmkafka_ringbuf::{
-    Delivery, Header, Record, RecordView, RingConsumer, Segment, SegmentOptions, WhenFull,
+    Header, Record, RecordView, RingConsumer, Segment, SegmentOptions, WhenFull,
 };
 
 const CHILD_ROLE: &str = "SHMKAFKA_RING_CHILD";
@@ -222,7 +223,7 @@ impl Daemon {
     /// Marks in reverse order (any order is allowed), then releases.
     fn ack(&mut self) {
         for seq in self.seqs.drain(..).rev() {
-            assert!(self.consumer.mark(seq, Delivery::Delivered));
+            assert!(self.consumer.mark(seq, &Outcome::delivered(0, 0, 0)));
         }
         self.consumer.release();
     }

@@ -16,9 +16,8 @@ use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use nix::sys::uio::pwrite;
 use proptest::prelude::*;
 use shmkafka_ringbuf::layout::*;
-use shmkafka_ringbuf::{
-    Delivery, HeaderIter, OpenError, RecordError, RingConsumer, Segment, MAX_IN_FLIGHT,
-};
+use shmkafka_ringbuf::Outcome;
+use shmkafka_ringbuf::{HeaderIter, OpenError, RecordError, RingConsumer, Segment, MAX_IN_FLIGHT};
 
 const CAP: u64 = 4096;
 const ALL_SEALS: SealFlag = SealFlag::F_SEAL_SHRINK
@@ -521,30 +520,6 @@ fn unknown_kind() {
 }
 
 #[test]
-fn sequence_mismatch() {
-    let s = Scribbler::new(CAP * 3);
-    let mut consumer = s.consumer();
-    s.tail(CAP * 4);
-    // The right offset one lap back: a stale record must not pass as new.
-    for seq in [0, CAP * 2, CAP * 3 + 8, u64::MAX] {
-        s.record(
-            CAP * 3,
-            Raw {
-                seq,
-                ..Raw::message(CAP * 3, 8)
-            },
-        );
-        assert_eq!(
-            peek_err(&mut consumer),
-            RecordError::SequenceMismatch {
-                pos: CAP * 3,
-                found: seq
-            }
-        );
-    }
-}
-
-#[test]
 fn committed_flag_on_an_unwritten_record() {
     let s = Scribbler::new(0);
     s.tail(CAP);
@@ -643,7 +618,7 @@ fn cursors_moved_backwards_or_beyond_capacity() {
     // changes nothing the consumer relies on.
     put(&s.fd, OFF_RELEASED as u64, &(CAP * 7).to_le_bytes());
     s.tail(56);
-    consumer.mark(seq, shmkafka_ringbuf::Delivery::Delivered);
+    consumer.mark(seq, &Outcome::delivered(0, 0, 0));
     assert_eq!(consumer.release(), 56);
     assert_eq!(s.segment.cursors(), (56, 56));
 }
@@ -838,11 +813,11 @@ fn drive(
                     in_flight[which % in_flight.len()]
                 };
                 let outcome = if failed {
-                    shmkafka_ringbuf::Delivery::Failed
+                    Outcome::failed(1, 0, -1, 0)
                 } else {
-                    shmkafka_ringbuf::Delivery::Delivered
+                    Outcome::delivered(0, 0, 0)
                 };
-                consumer.mark(seq, outcome);
+                consumer.mark(seq, &outcome);
             }
             Step::Release => {
                 let freed = consumer.release();
@@ -914,7 +889,7 @@ fn consumer_finishes_a_release_its_predecessor_died_in() {
     for _ in 0..2 {
         let seq = first.peek().unwrap().expect("record").seq();
         first.advance();
-        assert!(first.mark(seq, shmkafka_ringbuf::Delivery::Delivered));
+        assert!(first.mark(seq, &Outcome::delivered(0, 0, 0)));
     }
     drop(first);
     put(segment.fd(), OFF_RELEASING as u64, &third.to_le_bytes());
@@ -1000,7 +975,7 @@ fn bookkeeping_stops_at_max_in_flight_until_released() {
     );
     consumer.finish_park();
     for &seq in &seqs[..500] {
-        assert!(consumer.mark(seq, Delivery::Delivered));
+        assert!(consumer.mark(seq, &Outcome::delivered(0, 0, 0)));
     }
     assert_eq!(consumer.release(), 500 * len as u64);
     let mut more = 0;

@@ -17,6 +17,7 @@
 
 use loom::thread;
 use shmkafka_ringbuf::layout::{align_record, RECORD_HEADER_SIZE};
+use shmkafka_ringbuf::Outcome;
 use shmkafka_ringbuf::{
     heap_ring, Delivery, Failure, Record, RecordSpec, ReserveError, RingConsumer, RingProducer,
     WhenFull,
@@ -87,7 +88,7 @@ fn consume_until(consumer: &mut RingConsumer, until: u64) -> Vec<(u64, [u8; VALU
         assert_eq!(record.key_len(), None);
         assert_eq!(v, value(v[0], v[1]), "torn or stale payload");
         consumer.advance();
-        assert!(consumer.mark(seq, Delivery::Delivered));
+        assert!(consumer.mark(seq, &Outcome::delivered(0, 0, 0)));
         consumer.release();
         got.push((seq, v));
     }
@@ -272,7 +273,7 @@ fn successor_finishes_a_release_its_predecessor_died_in() {
         for seq in [first, second] {
             assert_eq!(consumer.peek().unwrap().expect("record").seq(), seq);
             consumer.advance();
-            assert!(consumer.mark(seq, Delivery::Delivered));
+            assert!(consumer.mark(seq, &Outcome::delivered(0, 0, 0)));
         }
         // A second handle on the ring, to outlive the dying consumer.
         let handle = consumer.successor().expect("cursors");

@@ -16,9 +16,10 @@ use std::collections::VecDeque;
 
 use proptest::prelude::*;
 use shmkafka_ringbuf::layout::{align_record, RECORD_HEADER_SIZE};
+use shmkafka_ringbuf::Outcome;
 use shmkafka_ringbuf::{
-    heap_ring, Delivery, Header, RawHeader, Record, RecordSpec, ReserveError, RingConsumer,
-    RingProducer, Slot, WhenFull,
+    heap_ring, Header, RawHeader, Record, RecordSpec, ReserveError, RingConsumer, RingProducer,
+    Slot, WhenFull,
 };
 
 const CAP: u64 = 4096;
@@ -481,10 +482,10 @@ impl<'a> Harness<'a> {
                 }
             }
             Op::Mark { which, delivered } => {
-                let outcome = if *delivered {
-                    Delivery::Delivered
+                let outcome = &if *delivered {
+                    Outcome::delivered(0, 0, 0)
                 } else {
-                    Delivery::Failed
+                    Outcome::failed(1, 0, -1, 0)
                 };
                 let candidates: Vec<usize> = (0..self.model.drained)
                     .filter(|&i| {
