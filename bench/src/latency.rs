@@ -17,7 +17,8 @@
 //! * **Commit-to-acknowledgement latency** of every `--ack-every`-th record:
 //!   from `send` returning until the client can see the acknowledgement. For
 //!   the daemon path that is the ring's release cursor
-//!   ([`shmkafka_client::Producer::released_position`]) passing the record:
+//!   ([`shmkafka_client::Producer::released_position`]) passing the end of
+//!   the record ([`shmkafka_client::Producer::claimed_position`] after it):
 //!   the daemon releases space only after librdkafka's delivery report. A
 //!   watcher thread polls the cursor every `--ack-poll-us` (the figures are
 //!   rounded up by up to that much plus the sleep's timer slack). Records are
@@ -199,6 +200,9 @@ fn clocksource() -> String {
 /// allocates nor locks.
 struct Samples {
     seq: Vec<AtomicU64>,
+    /// Ring position after the record: once the release cursor reaches it,
+    /// the record is finished.
+    end_pos: Vec<AtomicU64>,
     committed_ns: Vec<AtomicU64>,
     published: AtomicUsize,
 }
@@ -207,16 +211,18 @@ impl Samples {
     fn new(capacity: usize) -> Samples {
         Samples {
             seq: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
+            end_pos: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
             committed_ns: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
             published: AtomicUsize::new(0),
         }
     }
 
     /// Single writer.
-    fn push(&self, seq: u64, committed_ns: u64) {
+    fn push(&self, seq: u64, end_pos: u64, committed_ns: u64) {
         let i = self.published.load(Ordering::Relaxed);
         if i < self.seq.len() {
             self.seq[i].store(seq, Ordering::Relaxed);
+            self.end_pos[i].store(end_pos, Ordering::Relaxed);
             self.committed_ns[i].store(committed_ns, Ordering::Relaxed);
             self.published.store(i + 1, Ordering::Release);
         }
@@ -245,7 +251,7 @@ fn watch(
         while out.len() < published {
             let i = out.len();
             let seq = samples.seq[i].load(Ordering::Relaxed);
-            if released <= seq {
+            if released < samples.end_pos[i].load(Ordering::Relaxed) {
                 break;
             }
             let committed = samples.committed_ns[i].load(Ordering::Relaxed);
@@ -366,7 +372,6 @@ fn child_daemon(args: &LatencyChildArgs, value: &[u8]) -> anyhow::Result<Measure
         "warm-up failed: {:?}",
         warm.failures
     );
-    let overflowed0 = producer.stats().failures_overflowed;
 
     let samples = Samples::new(args.records / args.ack_every + 1);
     let done = AtomicBool::new(false);
@@ -383,7 +388,10 @@ fn child_daemon(args: &LatencyChildArgs, value: &[u8]) -> anyhow::Result<Measure
             },
             |i, seq, returned| {
                 if i % args.ack_every as u64 == 0 {
-                    samples.push(seq, returned.duration_since(base).as_nanos() as u64);
+                    // The only sending thread: the claim cursor now ends
+                    // just after this record.
+                    let end_pos = producer.claimed_position();
+                    samples.push(seq, end_pos, returned.duration_since(base).as_nanos() as u64);
                 }
             },
         );
@@ -392,7 +400,6 @@ fn child_daemon(args: &LatencyChildArgs, value: &[u8]) -> anyhow::Result<Measure
         let acks = watcher.join().expect("watcher panicked");
         Ok((run?, acks, flushed?.failures))
     })?;
-    let overflowed = producer.stats().failures_overflowed - overflowed0;
     let failed_seqs: std::collections::HashSet<u64> = failures.iter().map(|f| f.seq).collect();
     let mut ack = histogram();
     for (seq, ns) in acks {
@@ -400,7 +407,7 @@ fn child_daemon(args: &LatencyChildArgs, value: &[u8]) -> anyhow::Result<Measure
             ack.saturating_record(ns);
         }
     }
-    let failed = failures.len() as u64 + overflowed;
+    let failed = failures.len() as u64;
     Ok(measurement(
         &run,
         &ack,

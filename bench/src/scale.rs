@@ -185,7 +185,7 @@ pub fn child(args: &ScaleChildArgs) -> anyhow::Result<()> {
         sender.join().expect("sender panicked")
     })?;
     let report = producer.flush(Duration::from_secs(120))?;
-    let failed = report.failures.len() as u64 + producer.stats().failures_overflowed;
+    let failed = report.failures.len() as u64;
     writeln!(out, "report {sent} {failed} {seconds}")?;
     out.flush()?;
     Ok(())

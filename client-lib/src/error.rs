@@ -83,6 +83,9 @@ pub enum Error {
     /// The ring's shared cursors are corrupted.
     #[error("ring corrupted: {0}")]
     Corrupted(String),
+    /// Delivery reports were asked for on a producer created without them.
+    #[error("this producer was created without delivery reports (ProducerOptions::delivery_reports)")]
+    ReportsNotEnabled,
     /// The control connection failed.
     #[error("control connection: {0}")]
     Protocol(String),

@@ -26,6 +26,7 @@
 #![deny(unsafe_code)]
 
 mod connection;
+mod delivery;
 mod error;
 #[allow(unsafe_code)]
 pub mod ffi;
@@ -34,5 +35,21 @@ mod producer;
 
 pub use error::Error;
 pub use message::Message;
-pub use producer::{FlushReport, Producer, ProducerOptions, Reservation, Stats, Topic};
+pub use delivery::{Delivered, DeliveryError, DeliveryFuture, DeliveryReport, Persistence};
+pub use producer::{
+    FlushReport, Producer, ProducerOptions, RecordLayout, Reservation, Stats, Topic,
+};
+
+/// librdkafka's name for an error code (`rd_kafka_err2name`), e.g.
+/// `_MSG_TIMED_OUT` or `TOPIC_AUTHORIZATION_FAILED`; `UNKNOWN` for a code
+/// librdkafka does not define.
+pub fn error_name(code: i32) -> &'static str {
+    shmkafka_protocol::kafka_error::error_name(code).unwrap_or("UNKNOWN")
+}
+
+/// librdkafka's description of an error code (`rd_kafka_err2str`), e.g.
+/// "Local: Message timed out".
+pub fn error_description(code: i32) -> &'static str {
+    shmkafka_protocol::kafka_error::error_description(code).unwrap_or("Unknown error code")
+}
 pub use shmkafka_ringbuf::{Failure, Header, WhenFull, PARTITION_UNASSIGNED};

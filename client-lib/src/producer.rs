@@ -9,10 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shmkafka_protocol::{validate_topic_name, TopicBinding};
 use shmkafka_ringbuf::{
-    Failure, Record, RecordSpec, RingProducer, Segment, SegmentOptions, Slot, WhenFull,
+    Failure, Header, Record, RecordSpec, RingProducer, Segment, SegmentOptions, Slot, WhenFull,
 };
 
 use crate::connection::{self, Connection};
+use crate::delivery::{DeliveryFuture, DeliveryReport, Reports};
 use crate::error::Error;
 use crate::message::Message;
 
@@ -42,6 +43,11 @@ pub struct ProducerOptions {
     pub when_full: WhenFull,
     /// Label shown in the daemon's logs, metrics and status.
     pub client_name: String,
+    /// Read a delivery report for every record ([`Producer::poll_reports`],
+    /// [`Producer::send_async`]). The daemon then keeps each record's ring
+    /// space until its report has been read: an application that stops
+    /// reading reports fills its ring and is held back at `send`.
+    pub delivery_reports: bool,
 }
 
 impl Default for ProducerOptions {
@@ -55,6 +61,7 @@ impl Default for ProducerOptions {
                 .ok()
                 .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
                 .unwrap_or_else(|| "shmkafka-client".to_owned()),
+            delivery_reports: false,
         }
     }
 }
@@ -92,8 +99,6 @@ pub struct Stats {
     pub aborted: u64,
     /// Times the ring was found full.
     pub full_events: u64,
-    /// Failures the daemon could not queue for us (see its spool).
-    pub failures_overflowed: u64,
     /// Whether the daemon is registered right now.
     pub connected: bool,
     /// Successful registrations after the first.
@@ -115,6 +120,25 @@ struct Shared {
     reconnects: AtomicU64,
     /// Wakes the supervisor early on close.
     wake: (Mutex<()>, Condvar),
+    /// With [`ProducerOptions::delivery_reports`].
+    reports: Option<Reports>,
+    /// Reads reports to resolve futures; started by the first `send_async`.
+    resolver: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The shape of a record to write in place with [`Producer::reserve_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordLayout<'a> {
+    /// Key length, or `None` for a null key.
+    pub key_len: Option<usize>,
+    /// Value length, or `None` for a null value.
+    pub value_len: Option<usize>,
+    /// Partition, or `None` to let the partitioner choose.
+    pub partition: Option<i32>,
+    /// Create time in ms since the epoch; `None` for now.
+    pub timestamp_ms: Option<i64>,
+    /// Headers, copied in at reservation.
+    pub headers: &'a [Header<'a>],
 }
 
 /// A producer: `Send + Sync`, so all threads of a process can share one.
@@ -158,9 +182,13 @@ impl Producer {
             capacity: options.ring_capacity,
             max_record_len: options.max_record_len.min(options.ring_capacity / 2),
             name: format!("shmkafka:{}", options.client_name),
+            delivery_reports: options.delivery_reports,
         })?;
         let conn = connection::register(&path, &segment, &options.client_name, &[])?;
+        let reports = Reports::new(segment.producer());
         let shared = Arc::new(Shared {
+            reports,
+            resolver: Mutex::new(None),
             ring: segment.producer(),
             segment,
             path,
@@ -209,6 +237,9 @@ impl Producer {
             id,
             name: name.to_owned(),
         });
+        if let Some(reports) = &self.shared.reports {
+            reports.add_topic(id, name);
+        }
         Ok(Topic {
             id,
             name: name.into(),
@@ -234,6 +265,50 @@ impl Producer {
             .send(&record, self.shared.options.when_full)?)
     }
 
+    /// As [`Producer::send`], and the record's delivery report carries
+    /// `opaque` (as librdkafka's `msg_opaque`). Needs
+    /// [`ProducerOptions::delivery_reports`].
+    pub fn send_with_opaque(
+        &self,
+        topic: &Topic,
+        message: &Message<'_>,
+        opaque: u64,
+    ) -> Result<u64, Error> {
+        let reports = self.reports()?;
+        let slot = self.reserve_message(topic, message)?;
+        reports.expect_opaque(slot.seq(), opaque);
+        Ok(slot.commit())
+    }
+
+    /// As [`Producer::send`], returning a future that resolves to where the
+    /// record landed, or why it did not, once the broker has answered. A
+    /// thread of this producer reads the reports for the futures; reports
+    /// of records sent otherwise wait for [`Producer::poll_reports`]. Needs
+    /// [`ProducerOptions::delivery_reports`].
+    pub fn send_async(&self, topic: &Topic, message: &Message<'_>) -> Result<DeliveryFuture, Error> {
+        let reports = self.reports()?;
+        self.start_resolver()?;
+        let slot = self.reserve_message(topic, message)?;
+        let future = reports.expect_future(slot.seq());
+        slot.commit();
+        Ok(future)
+    }
+
+    /// Calls `each` with up to `max` delivery reports, oldest first (in the
+    /// order records were committed), waiting up to `timeout` for the first;
+    /// returns how many reports were served (those of `send_async` records
+    /// resolve their futures instead). Reading reports gives their records'
+    /// ring space back. `each` may send. Needs
+    /// [`ProducerOptions::delivery_reports`].
+    pub fn poll_reports(
+        &self,
+        timeout: Duration,
+        max: usize,
+        mut each: impl FnMut(DeliveryReport),
+    ) -> Result<usize, Error> {
+        Ok(self.reports()?.poll(timeout, max, &mut each))
+    }
+
     /// Reserves room for a record with a key of `key_len` and a value of
     /// `value_len` bytes (`None`: null) to be written in place, then
     /// committed with [`Reservation::commit`]. Dropping the reservation
@@ -245,13 +320,34 @@ impl Producer {
         value_len: Option<usize>,
         partition: Option<i32>,
     ) -> Result<Reservation<'_>, Error> {
+        self.reserve_with(
+            topic,
+            &RecordLayout {
+                key_len,
+                value_len,
+                partition,
+                ..RecordLayout::default()
+            },
+        )
+    }
+
+    /// Reserves room for a record shaped like `layout` (headers and
+    /// timestamp included) to be written in place, then committed with
+    /// [`Reservation::commit`]. Dropping the reservation aborts it.
+    pub fn reserve_with(
+        &self,
+        topic: &Topic,
+        layout: &RecordLayout<'_>,
+    ) -> Result<Reservation<'_>, Error> {
         let spec = RecordSpec {
             topic_id: topic.id,
-            partition: partition.unwrap_or(shmkafka_ringbuf::PARTITION_UNASSIGNED),
-            timestamp_ms: now_ms(),
-            key_len,
-            value_len,
-            headers: &[],
+            partition: layout
+                .partition
+                .unwrap_or(shmkafka_ringbuf::PARTITION_UNASSIGNED),
+            timestamp_ms: layout.timestamp_ms.unwrap_or_else(now_ms),
+            key_len: layout.key_len,
+            value_len: layout.value_len,
+            headers: layout.headers,
         };
         let slot = self
             .shared
@@ -260,15 +356,68 @@ impl Producer {
         Ok(Reservation { slot })
     }
 
+    /// Reserves and fills `message`, uncommitted: its number is known before
+    /// anyone can read its report.
+    fn reserve_message(&self, topic: &Topic, message: &Message<'_>) -> Result<Slot<'_>, Error> {
+        let spec = RecordSpec {
+            topic_id: topic.id,
+            partition: message
+                .partition
+                .unwrap_or(shmkafka_ringbuf::PARTITION_UNASSIGNED),
+            timestamp_ms: message.timestamp_ms.unwrap_or_else(now_ms),
+            key_len: message.key.map(<[u8]>::len),
+            value_len: message.value.map(<[u8]>::len),
+            headers: &message.headers,
+        };
+        let mut slot = self
+            .shared
+            .ring
+            .reserve(&spec, self.shared.options.when_full)?;
+        if let Some(key) = message.key {
+            slot.write_key(key);
+        }
+        if let Some(value) = message.value {
+            slot.write_value(value);
+        }
+        Ok(slot)
+    }
+
+    fn reports(&self) -> Result<&Reports, Error> {
+        self.shared.reports.as_ref().ok_or(Error::ReportsNotEnabled)
+    }
+
+    /// Starts the thread that resolves `send_async` futures, once.
+    fn start_resolver(&self) -> Result<(), Error> {
+        let mut resolver = lock(&self.shared.resolver);
+        if resolver.is_some() {
+            return Ok(());
+        }
+        let shared = Arc::clone(&self.shared);
+        let handle = std::thread::Builder::new()
+            .name("shmkafka-reports".into())
+            .spawn(move || {
+                let reports = shared.reports.as_ref().expect("checked by send_async");
+                // SYNC POINT (closing): see `Producer::stop`.
+                while !shared.closing.load(Ordering::Acquire) {
+                    reports.resolve_futures(Duration::from_millis(100));
+                }
+            })
+            .map_err(|e| Error::Protocol(format!("cannot start report thread: {e}")))?;
+        *resolver = Some(handle);
+        Ok(())
+    }
+
     /// Waits until every record sent before this call is acknowledged by the
-    /// broker or reported failed, for at most `timeout`.
+    /// broker or reported failed, for at most `timeout`. With delivery
+    /// reports, the reports are not consumed: read them with
+    /// [`Producer::poll_reports`].
     pub fn flush(&self, timeout: Duration) -> Result<FlushReport, Error> {
         let ring = &self.shared.ring;
         let target = ring.tail();
-        if !ring.wait_released(target, timeout) {
+        if !ring.wait_outcomes(target, timeout) {
             return Err(Error::FlushTimeout {
                 timeout,
-                pending_bytes: target.saturating_sub(ring.released()),
+                pending_bytes: target.saturating_sub(ring.outcomes()),
             });
         }
         Ok(FlushReport {
@@ -281,20 +430,21 @@ impl Producer {
         std::iter::from_fn(|| self.shared.ring.pop_failure()).collect()
     }
 
-    /// The ring's release cursor: every record whose sequence number (as
-    /// returned by [`Producer::send`] or [`Reservation::commit`]) is below
-    /// this position has been acknowledged by the broker or reported failed
-    /// (see [`Producer::failures`]); the daemon releases ring space only
-    /// after librdkafka's delivery report. Records are released in ring
-    /// order, so a record acknowledged early is seen once all records before
-    /// it are finished too.
-    ///
-    /// One atomic load, without locks or system calls: any thread may poll it,
-    /// e.g. to observe acknowledgement of individual records
-    /// (`released_position() > seq`) without waiting as [`Producer::flush`]
-    /// does.
+    /// The ring's release cursor, a byte position in the ring's stream:
+    /// every record that ends at or before it has been acknowledged by the
+    /// broker or reported failed (see [`Producer::failures`]), and its space
+    /// given back. Records are released in ring order. With
+    /// [`Producer::claimed_position`] read after a send, one atomic load
+    /// tells whether that record (and every one before it) is finished,
+    /// without locks, system calls or waiting as [`Producer::flush`] does.
     pub fn released_position(&self) -> u64 {
         self.shared.ring.released()
+    }
+
+    /// The ring's claim cursor: the byte position after every record
+    /// reserved so far (see [`Producer::released_position`]).
+    pub fn claimed_position(&self) -> u64 {
+        self.shared.ring.tail()
     }
 
     /// Counters of this producer.
@@ -308,7 +458,6 @@ impl Producer {
             unacknowledged_bytes: ring.tail().saturating_sub(ring.released()),
             aborted: ring.aborted(),
             full_events: ring.full_events(),
-            failures_overflowed: ring.failures_overflowed(),
             connected: client_id.is_some(),
             client_id,
             reconnects: self.shared.reconnects.load(Ordering::Relaxed),
@@ -330,6 +479,9 @@ impl Producer {
         self.shared.closing.store(true, Ordering::Release);
         self.shared.wake.1.notify_all();
         if let Some(handle) = self.supervisor.take() {
+            let _ = handle.join();
+        }
+        if let Some(handle) = lock(&self.shared.resolver).take() {
             let _ = handle.join();
         }
         lock(&self.shared.connection).take();

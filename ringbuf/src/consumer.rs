@@ -507,6 +507,12 @@ impl RingConsumer {
         end - start
     }
 
+    /// Whether the ring was created for delivery reports: records keep
+    /// their space until the client has read their reports.
+    pub fn delivery_reports(&self) -> bool {
+        self.ring.delivery_reports
+    }
+
     /// The client that reads this ring's reports is gone: from now on its
     /// records are released as soon as they are finished.
     pub fn report_reader_gone(&mut self) {

@@ -12,6 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
+use shmkafka_ringbuf::Outcome;
 use shmkafka_ringbuf::layout::{HEADER_SIZE, RECORD_HEADER_SIZE};
 use shmkafka_ringbuf::{Delivery, Record, ReserveError, Segment, SegmentOptions, WhenFull};
 
@@ -73,7 +74,7 @@ pub fn consume_ring(peer: &mut Peer, args: &ChildArgs) -> anyhow::Result<(u64, D
         let mut burst = 0;
         while let Some(record) = consumer.peek()? {
             sum = sum.wrapping_add(checksum(record.value().unwrap_or_default()));
-            seqs.push(record.seq());
+            seqs.push(record.pos());
             consumer.advance();
             burst += 1;
             if seqs.len() == ACK_BATCH {
@@ -81,7 +82,7 @@ pub fn consume_ring(peer: &mut Peer, args: &ChildArgs) -> anyhow::Result<(u64, D
             }
         }
         for seq in seqs.drain(..) {
-            consumer.mark(seq, Delivery::Delivered);
+            consumer.mark(seq, &Outcome::delivered(0, 0, 0));
         }
         consumer.release();
         if burst == 0 {

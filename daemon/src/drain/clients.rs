@@ -50,7 +50,13 @@ impl DrainThread {
         }
         for slot in self.rings.iter_mut() {
             let Some(ring) = slot.as_mut() else { continue };
-            if !ring.client.is_disconnected() || ring.has_unfinished_work() {
+            if !ring.client.is_disconnected() {
+                continue;
+            }
+            // Nobody reads its reports or failures any more.
+            ring.consumer.report_reader_gone();
+            ring.report_held_failures();
+            if ring.has_unfinished_work() {
                 continue;
             }
             let (tail, _) = ring.client.segment.cursors();

@@ -130,6 +130,12 @@ impl DrainThread {
         if ring.quarantined.is_some() {
             return Ok(0);
         }
+        ring.report_held_failures();
+        if ring.failures_back_up() {
+            // The client reads its failures no more: hold its ring back
+            // rather than its failures in our memory.
+            return Ok(0);
+        }
         if ring.rewind_pending {
             if ring.awaiting_spool > 0 {
                 // Its failed records are still being spooled.
@@ -161,7 +167,7 @@ impl DrainThread {
                         break;
                     }
                 };
-                let seq = view.seq();
+                let seq = view.pos();
                 if ring.topics.get(view.topic_id()).is_none() {
                     // The client may have registered it after the table was
                     // built (the server answers at once): look again.

@@ -5,14 +5,13 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use shmkafka_ringbuf::{Delivery, Failure};
+use shmkafka_ringbuf::{Failure, Outcome};
 use tracing::{error, warn};
 
 use super::opaque::Opaque;
 use super::recovery::{Cause, PurgeOrigin};
-use super::ring::Ring;
 use super::DrainThread;
-use crate::kafka::{ErrorClass, KafkaErrorCode, Persistence};
+use crate::kafka::{ErrorClass, KafkaErrorCode};
 use crate::spool::{self, PendingFailure};
 
 /// What becomes of a record, given its delivery report. The one place
@@ -76,7 +75,9 @@ impl DrainThread {
             ring.in_flight = ring.in_flight.saturating_sub(1);
             match verdict(report.result, purge_origin) {
                 Verdict::Delivered => {
-                    ring.consumer.mark(seq, Delivery::Delivered);
+                    let outcome =
+                        Outcome::delivered(report.partition, report.offset, report.timestamp_ms);
+                    ring.consumer.mark(seq, &outcome);
                     ring.finished(seq);
                     ring.acked_unpublished += 1;
                     delivered += 1;
@@ -96,8 +97,10 @@ impl DrainThread {
                         persistence = status.name(), "delivery failed permanently");
                     // Still in flight: marked and released once spooled.
                     ring.awaiting_spool += 1;
-                    self.dead_letters
-                        .defer(PendingFailure::now(opaque.slot, seq, code, status));
+                    self.dead_letters.defer(PendingFailure {
+                        partition: report.partition,
+                        ..PendingFailure::now(opaque.slot, seq, code, status)
+                    });
                 }
             }
         }
@@ -121,6 +124,7 @@ impl DrainThread {
                     Ordering::Relaxed,
                 );
             }
+            ring.report_held_failures();
             ring.consumer.release();
         }
         n
@@ -155,29 +159,29 @@ impl DrainThread {
                 continue;
             };
             ring.awaiting_spool -= 1;
-            ring.consumer.mark(failure.seq, Delivery::Failed);
-            ring.finished(failure.seq);
-            push_failure(ring, failure.seq, failure.code, failure.status);
+            // The number the client knows the record by, and its create
+            // time, read before the report takes their place.
+            let (seq, timestamp_ms) = ring
+                .consumer
+                .in_flight_view(failure.pos)
+                .map_or((u64::MAX, -1), |view| (view.seq(), view.timestamp_ms()));
+            let outcome = Outcome::failed(
+                failure.code.raw(),
+                failure.status.as_byte(),
+                failure.partition,
+                timestamp_ms,
+            );
+            let report = Failure {
+                seq,
+                code: failure.code.raw(),
+                persistence: u32::from(failure.status.as_byte()),
+            };
+            ring.report_failure(failure.pos, report, outcome);
             ring.client.counters.failed.fetch_add(1, Ordering::Relaxed);
             ring.client.counters.spooled.fetch_add(1, Ordering::Relaxed);
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
             self.stats.spooled.fetch_add(1, Ordering::Relaxed);
         }
-    }
-}
-
-/// Tells the client that record `seq` failed.
-fn push_failure(ring: &Ring, seq: u64, code: KafkaErrorCode, status: Persistence) {
-    let failure = Failure {
-        seq,
-        code: code.raw(),
-        persistence: u32::from(status.as_byte()),
-    };
-    if !ring.consumer.push_failure(failure) {
-        warn!(
-            client = ring.client.id,
-            seq, "client's failure queue is full; failure counted as overflowed"
-        );
     }
 }
 

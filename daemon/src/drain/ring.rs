@@ -2,11 +2,11 @@
 //! its topic handles, what it has in flight, and what earlier attempts of
 //! its unfinished records may have left at the broker.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use shmkafka_ringbuf::RingConsumer;
+use shmkafka_ringbuf::{Failure, Outcome, RingConsumer};
 use tracing::{error, warn};
 
 use crate::client::Client;
@@ -15,6 +15,10 @@ use crate::kafka::{Persistence, Producer, Topic};
 /// Topic handles of one producer by name, shared by all rings of a drain
 /// thread (librdkafka keeps one object per topic anyway).
 pub(super) type TopicHandles = HashMap<Arc<str>, Arc<Topic>>;
+
+/// Failures one ring may have waiting for its client's failure queue (24
+/// bytes each) before the ring is no longer drained.
+pub(super) const MAX_HELD_FAILURES: usize = 4096;
 
 /// One client ring as its drain thread sees it.
 pub(super) struct Ring {
@@ -29,6 +33,11 @@ pub(super) struct Ring {
     pub stop_at: Option<u64>,
     /// Failed records held in flight until the spool has them on disk.
     pub awaiting_spool: usize,
+    /// Spooled (and finished) failures waiting for room in the client's
+    /// failure queue, oldest first. At [`MAX_HELD_FAILURES`] the ring is not
+    /// drained further, so a client that does not read its failures fills
+    /// its ring and is held back at `send`: none is dropped.
+    held_failures: VecDeque<Failure>,
     /// Acknowledgements served but not yet added to the client's counter.
     pub acked_unpublished: u64,
     /// Records after a failed attempt wait to be produced again: rebuild
@@ -114,6 +123,7 @@ impl Ring {
             quarantined: None,
             stop_at: None,
             awaiting_spool: 0,
+            held_failures: VecDeque::new(),
             acked_unpublished: 0,
             rewind_pending: false,
             reproduce_before: 0,
@@ -128,6 +138,41 @@ impl Ring {
     pub fn has_unfinished_work(&self) -> bool {
         self.in_flight > 0 || self.awaiting_spool > 0 || self.rewind_pending
     }
+
+    /// The spooled record at `pos` failed for good: finishes it and tells
+    /// its client, in the record's delivery report or through its failure
+    /// queue (held here while the queue is full).
+    pub fn report_failure(&mut self, pos: u64, failure: Failure, outcome: Outcome) {
+        self.consumer.mark(pos, &outcome);
+        self.finished(pos);
+        if !self.consumer.delivery_reports() {
+            self.held_failures.push_back(failure);
+            self.report_held_failures();
+        }
+    }
+
+    /// Moves held failures into the client's failure queue while it has
+    /// room, in order. A gone client's are dropped: nobody can read them,
+    /// and the spool has every one.
+    pub fn report_held_failures(&mut self) {
+        if self.client.is_disconnected() {
+            self.held_failures.clear();
+            return;
+        }
+        while let Some(&failure) = self.held_failures.front() {
+            if !self.consumer.push_failure(failure) {
+                break;
+            }
+            self.held_failures.pop_front();
+        }
+    }
+
+    /// Whether the client has so many failures unread that its ring is not
+    /// drained further until it reads them.
+    pub fn failures_back_up(&self) -> bool {
+        self.held_failures.len() >= MAX_HELD_FAILURES
+    }
+
 
     /// Stops draining a ring that holds garbage; its records after this
     /// point are not delivered.
@@ -181,7 +226,10 @@ impl Ring {
     pub fn rewind(&mut self) -> Result<usize, String> {
         debug_assert!(self.in_flight == 0 && self.awaiting_spool == 0);
         let again = self.consumer.pending();
-        let consumer = self.client.segment.consumer().map_err(|e| e.to_string())?;
+        let mut consumer = self.client.segment.consumer().map_err(|e| e.to_string())?;
+        if self.client.is_disconnected() {
+            consumer.report_reader_gone();
+        }
         self.reproduce_before = self.reproduce_before.max(self.consumer.drain_pos());
         self.consumer = consumer;
         self.rewind_pending = false;

@@ -77,6 +77,10 @@ pub struct DeliveryReport {
     /// Its offset in the partition, or -1 (`RD_KAFKA_OFFSET_INVALID`) when
     /// unknown (failures, `acks=0`).
     pub offset: i64,
+    /// The timestamp the broker stored (ms since the epoch): the create
+    /// time, or the broker's log-append time if the topic uses it; -1 if
+    /// unknown.
+    pub timestamp_ms: i64,
     /// Microseconds from produce to delivery report, or -1 if unknown.
     pub latency_us: i64,
     /// librdkafka's detail for a failure (e.g. the broker's error message),
@@ -98,11 +102,14 @@ impl DeliveryReport {
         // SAFETY: msg is live; these are plain field reads.
         let (partition, offset, opaque) =
             unsafe { ((*msg).partition, (*msg).offset, (*msg)._private) };
-        // SAFETY: msg is live; both functions only read it.
-        let (status, latency_us) = unsafe {
+        // SAFETY: msg is live; these functions only read it (the timestamp
+        // type is written to a local).
+        let (status, latency_us, timestamp_ms) = unsafe {
+            let mut timestamp_type = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
             (
                 rd::rd_kafka_message_status(msg),
                 rd::rd_kafka_message_latency(msg),
+                rd::rd_kafka_message_timestamp(msg, &mut timestamp_type),
             )
         };
         let error_detail = if code.is_ok() {
@@ -124,6 +131,7 @@ impl DeliveryReport {
             status: Persistence::from_native(status),
             partition,
             offset,
+            timestamp_ms,
             latency_us,
             error_detail,
         }

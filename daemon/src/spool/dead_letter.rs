@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use shmkafka_ringbuf::{Delivery, RecordView, RingConsumer};
+use shmkafka_ringbuf::{Outcome, RecordView, RingConsumer};
 use tracing::{error, info, warn};
 
 use super::budget::{self, SpoolBudget};
@@ -43,8 +43,10 @@ pub const ERR_SHUTDOWN_PURGED: KafkaErrorCode = KafkaErrorCode::PURGE_QUEUE;
 pub struct PendingFailure {
     /// The drain thread's ring slot.
     pub slot: usize,
-    /// Ring sequence number.
-    pub seq: u64,
+    /// Position of the record in its ring (how the drain names it).
+    pub pos: u64,
+    /// Partition the failed attempt was for (-1 if none was chosen).
+    pub partition: i32,
     /// Why it failed.
     pub code: KafkaErrorCode,
     /// Whether the broker may have it anyway.
@@ -55,10 +57,11 @@ pub struct PendingFailure {
 
 impl PendingFailure {
     /// A failure that happened now.
-    pub fn now(slot: usize, seq: u64, code: KafkaErrorCode, status: Persistence) -> Self {
+    pub fn now(slot: usize, pos: u64, code: KafkaErrorCode, status: Persistence) -> Self {
         Self {
             slot,
-            seq,
+            pos,
+            partition: -1,
             code,
             status,
             failed_at_ms: now_ms(),
@@ -223,9 +226,9 @@ impl DeadLetters {
         loop {
             let peeked = match consumer.peek() {
                 Ok(Some(view)) => {
-                    let failure = PendingFailure::now(0, view.seq(), code, persistence(view.seq()));
+                    let failure = PendingFailure::now(0, view.pos(), code, persistence(view.pos()));
                     append_view(&mut self.writer, &view, client, &failure);
-                    Some(failure.seq)
+                    Some(failure.pos)
                 }
                 Ok(None) => None,
                 Err(e) => {
@@ -286,8 +289,11 @@ impl DeadLetters {
         match self.writer.commit_within(granted) {
             Ok(done) => {
                 self.budget.settle(granted, done.disk_bytes);
-                for &seq in &batch[..done.records] {
-                    consumer.mark(seq, Delivery::Failed);
+                // Nobody reads these reports (the client is gone); the
+                // outcome keeps the next daemon from sending them again.
+                let outcome = Outcome::failed(ERR_SHUTDOWN_PURGED.raw(), 1, -1, 0);
+                for &pos in &batch[..done.records] {
+                    consumer.mark(pos, &outcome);
                 }
                 consumer.release();
                 if done.records < batch.len() {
@@ -317,19 +323,20 @@ pub fn append_failure(
     failure: &PendingFailure,
 ) {
     let view =
-        ring.and_then(|(consumer, client)| Some((consumer.in_flight_view(failure.seq)?, client)));
+        ring.and_then(|(consumer, client)| Some((consumer.in_flight_view(failure.pos)?, client)));
     match view {
         Some((view, client)) => append_view(writer, &view, client, failure),
         None => {
             warn!(
-                seq = failure.seq,
+                pos = failure.pos,
                 "failed record no longer readable in its ring; spooling its metadata only"
             );
             let client = ring.map(|(_, c)| c);
             let name = client.map_or_else(String::new, |c| c.name.clone());
             let error_name = failure.code.name();
             writer.append(&RecordRef {
-                seq: failure.seq,
+                // Unknown: the record's bytes are not to be trusted.
+                seq: u64::MAX,
                 failed_at_ms: failure.failed_at_ms,
                 timestamp_ms: 0,
                 partition: kafka::PARTITION_UNASSIGNED,
@@ -363,7 +370,8 @@ fn append_view(
     let headers = view.headers_to_vec();
     let error_name = failure.code.name();
     writer.append(&RecordRef {
-        seq: failure.seq,
+        // The number the client's `send` returned for it.
+        seq: view.seq(),
         failed_at_ms: failure.failed_at_ms,
         timestamp_ms: view.timestamp_ms(),
         partition: view.partition(),
@@ -438,7 +446,8 @@ mod tests {
             value: Some(b"value"),
             headers: &headers,
         };
-        let seq = producer.send(&record, WhenFull::Fail).unwrap();
+        let seq = producer.tail(); // its position
+        producer.send(&record, WhenFull::Fail).unwrap();
         assert!(consumer.in_flight_view(seq).is_none(), "not advanced yet");
         consumer.peek().unwrap().unwrap();
         consumer.advance();
@@ -451,7 +460,7 @@ mod tests {
         assert_eq!(view.value(), Some(&b"value"[..]));
         assert_eq!(view.headers().count(), 1);
         assert!(consumer.in_flight_view(seq + 8).is_none());
-        consumer.mark(seq, Delivery::Failed);
+        consumer.mark(seq, &Outcome::failed(1, 0, -1, 0));
         assert!(consumer.in_flight_view(seq).is_none(), "marked");
     }
 }
