@@ -33,6 +33,7 @@
 
 pub mod codec;
 mod connect;
+pub mod kafka_error;
 mod limits;
 mod message;
 mod socket;
