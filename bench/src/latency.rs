@@ -391,7 +391,11 @@ fn child_daemon(args: &LatencyChildArgs, value: &[u8]) -> anyhow::Result<Measure
                     // The only sending thread: the claim cursor now ends
                     // just after this record.
                     let end_pos = producer.claimed_position();
-                    samples.push(seq, end_pos, returned.duration_since(base).as_nanos() as u64);
+                    samples.push(
+                        seq,
+                        end_pos,
+                        returned.duration_since(base).as_nanos() as u64,
+                    );
                 }
             },
         );

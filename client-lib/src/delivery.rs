@@ -90,13 +90,7 @@ impl DeliveryError {
 
 impl std::fmt::Display for DeliveryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} ({}): {}",
-            self.name(),
-            self.code,
-            self.description()
-        )
+        write!(f, "{} ({}): {}", self.name(), self.code, self.description())
     }
 }
 
@@ -191,22 +185,18 @@ impl Reports {
     /// Called between reserving the record (which gives its number) and
     /// committing it, so its report cannot be read before.
     pub(crate) fn expect_opaque(&self, seq: u64, opaque: u64) {
-        lock(&self.state).waiters.insert(seq, Waiter::Opaque(opaque));
+        lock(&self.state)
+            .waiters
+            .insert(seq, Waiter::Opaque(opaque));
     }
 
     /// As [`Reports::expect_opaque`], with a future to resolve.
     pub(crate) fn expect_future(&self, seq: u64) -> DeliveryFuture {
         let (sender, receiver) = oneshot::channel();
-        lock(&self.state).waiters.insert(seq, Waiter::Future(sender));
-        DeliveryFuture { seq, receiver }
-    }
-
-    /// Whether futures are waiting (the resolving thread then keeps reading).
-    pub(crate) fn futures_waiting(&self) -> bool {
         lock(&self.state)
             .waiters
-            .values()
-            .any(|w| matches!(w, Waiter::Future(_)))
+            .insert(seq, Waiter::Future(sender));
+        DeliveryFuture { seq, receiver }
     }
 
     /// Calls `each` with up to `max` reports, waiting up to `timeout` for the

@@ -84,7 +84,9 @@ pub enum Error {
     #[error("ring corrupted: {0}")]
     Corrupted(String),
     /// Delivery reports were asked for on a producer created without them.
-    #[error("this producer was created without delivery reports (ProducerOptions::delivery_reports)")]
+    #[error(
+        "this producer was created without delivery reports (ProducerOptions::delivery_reports)"
+    )]
     ReportsNotEnabled,
     /// The control connection failed.
     #[error("control connection: {0}")]

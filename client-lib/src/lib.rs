@@ -33,9 +33,9 @@ pub mod ffi;
 mod message;
 mod producer;
 
+pub use delivery::{Delivered, DeliveryError, DeliveryFuture, DeliveryReport, Persistence};
 pub use error::Error;
 pub use message::Message;
-pub use delivery::{Delivered, DeliveryError, DeliveryFuture, DeliveryReport, Persistence};
 pub use producer::{
     FlushReport, Producer, ProducerOptions, RecordLayout, Reservation, Stats, Topic,
 };

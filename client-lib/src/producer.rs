@@ -285,7 +285,11 @@ impl Producer {
     /// thread of this producer reads the reports for the futures; reports
     /// of records sent otherwise wait for [`Producer::poll_reports`]. Needs
     /// [`ProducerOptions::delivery_reports`].
-    pub fn send_async(&self, topic: &Topic, message: &Message<'_>) -> Result<DeliveryFuture, Error> {
+    pub fn send_async(
+        &self,
+        topic: &Topic,
+        message: &Message<'_>,
+    ) -> Result<DeliveryFuture, Error> {
         let reports = self.reports()?;
         self.start_resolver()?;
         let slot = self.reserve_message(topic, message)?;

@@ -60,6 +60,7 @@ impl Client {
             max_record_len: 16 << 10,
             when_full,
             client_name: format!("outage-{proc_id}"),
+            delivery_reports: false,
         })
         .expect("connect");
         let topic = producer.topic(TOPIC).expect("topic");

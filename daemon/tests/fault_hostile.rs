@@ -427,6 +427,7 @@ fn hostile_child() {
             max_record_len: 16 << 10,
             when_full: WhenFull::Fail,
             client_name: format!("hostile-{case}"),
+            delivery_reports: false,
         })
         .expect("connect");
         let topic = producer.topic(JUNK_TOPIC).expect("topic");

@@ -146,6 +146,7 @@ impl Setup {
             max_record_len: 1 << 12,
             when_full: WhenFull::Block(Duration::from_secs(30)),
             client_name: format!("good-{tag}"),
+            delivery_reports: false,
         })
         .unwrap_or_else(|e| panic!("good client {tag} refused: {e}"));
         send_good(&producer, tag);
@@ -551,6 +552,7 @@ fn good_child() {
         max_record_len: 1 << 12,
         when_full: WhenFull::Block(Duration::from_secs(30)),
         client_name: format!("good-{tag}"),
+        delivery_reports: false,
     }) {
         Ok(p) => p,
         Err(e) => {
@@ -640,6 +642,7 @@ fn orphans_child() {
             max_record_len: 1 << 12,
             when_full: WhenFull::Fail,
             client_name: format!("orphan-{i}"),
+            delivery_reports: false,
         }) {
             Ok(p) => p,
             Err(e) => {
@@ -768,6 +771,7 @@ fn a_refused_uid_cannot_take_the_slots_or_flood_the_log() {
             max_record_len: 1 << 12,
             when_full: WhenFull::Block(Duration::from_secs(30)),
             client_name: format!("good-flood-{i}"),
+            delivery_reports: false,
         })
         .unwrap_or_else(|e| panic!("good client refused during the flood: {e}"));
         worst = worst.max(started.elapsed());
@@ -1122,6 +1126,7 @@ fn the_spool_stays_under_its_bound_and_failing_records_wait_in_their_ring() {
         max_record_len: 1 << 12,
         when_full: WhenFull::Fail,
         client_name: "spool-filler".to_owned(),
+        delivery_reports: false,
     })
     .expect("attacker registers");
     // 4 MiB of failing records in a 4 MiB ring: far more than the spool
@@ -1210,6 +1215,7 @@ fn a_nearly_full_disk_takes_whole_records_and_keeps_no_empty_files() {
         max_record_len: 1 << 12,
         when_full: WhenFull::Fail,
         client_name: "disk-filler".to_owned(),
+        delivery_reports: false,
     })
     .expect("attacker registers");
     // Bursts of failures, each batch larger than what is left on the disk.

@@ -239,6 +239,7 @@ fn outage_longer_than_message_timeout_delivers_everything_once_it_returns() {
         max_record_len: 64 << 10,
         when_full: WhenFull::Block(Duration::from_secs(60)),
         client_name: "recovery-outage".into(),
+        delivery_reports: false,
     })
     .expect("connect");
     let topic = producer.topic(TOPIC).expect("topic");
@@ -311,6 +312,7 @@ fn topics_registered_during_a_drain_pass_are_not_failed_as_unknown() {
         max_record_len: 64 << 10,
         when_full: WhenFull::Block(Duration::from_secs(60)),
         client_name: "recovery-late-topics".into(),
+        delivery_reports: false,
     })
     .expect("connect");
     let busy = producer.topic(BUSY).expect("topic");

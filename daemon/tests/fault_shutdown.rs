@@ -86,6 +86,7 @@ fn sigterm_with_a_slow_broker_keeps_live_rings_and_spools_gone_clients() {
         max_record_len: 64 << 10,
         when_full: WhenFull::Block(Duration::from_secs(60)),
         client_name: "shutdown-live".into(),
+        delivery_reports: false,
     })
     .expect("connect");
     let topic = live.topic(TOPIC).expect("topic");

@@ -58,6 +58,7 @@ fn every_codec_reaches_the_broker_and_reads_back_byte_identical() {
             max_record_len: 64 * 1024,
             when_full: WhenFull::Block(Duration::from_secs(60)),
             client_name: format!("compression-{codec}"),
+            delivery_reports: false,
         })
         .expect("client");
         let handle = producer.topic(&topic).expect("topic");

@@ -133,6 +133,7 @@ fn cluster_down_longer_than_message_timeout_against_apache_kafka() {
         max_record_len: 64 << 10,
         when_full: WhenFull::Block(Duration::from_secs(120)),
         client_name: "recovery-outage".into(),
+        delivery_reports: false,
     })
     .expect("connect");
     let kafka_topic = producer.topic(topic).expect("topic");
@@ -208,6 +209,7 @@ fn topics_registered_mid_pass_against_apache_kafka() {
         max_record_len: 64 << 10,
         when_full: WhenFull::Block(Duration::from_secs(60)),
         client_name: "recovery-late-topics".into(),
+        delivery_reports: false,
     })
     .expect("connect");
     let busy_topic = producer.topic(busy).expect("topic");

@@ -136,6 +136,7 @@ fn client(socket: &Path) -> Producer {
         max_record_len: 16 * 1024,
         when_full: WhenFull::Block(Duration::from_secs(60)),
         client_name: "security-test".into(),
+        delivery_reports: false,
     })
     .expect("client connects")
 }

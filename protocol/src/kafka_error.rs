@@ -44,6 +44,11 @@ pub fn error_description(code: i32) -> Option<&'static str> {
     lookup(code).map(|entry| entry.description)
 }
 
+/// Every code the table defines, ascending.
+pub fn codes() -> impl Iterator<Item = i32> {
+    table::ERRORS.iter().map(|entry| entry.code)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

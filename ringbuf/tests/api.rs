@@ -242,7 +242,10 @@ fn padding_at_the_wrap() {
     let seq = producer
         .send(&value_record(&[2; 100]), WhenFull::Fail)
         .unwrap();
-    assert_eq!(seq, 4, "numbered after the four before it; padding takes no number");
+    assert_eq!(
+        seq, 4,
+        "numbered after the four before it; padding takes no number"
+    );
     assert_eq!(producer.tail(), CAP as u64 + span_of_value(100));
     assert_eq!(drain(&mut consumer), [Some(vec![2; 100])]);
     // The padding was stepped over and released with the record.

@@ -51,11 +51,18 @@ fn reports_arrive_in_commit_order_with_partition_offset_and_error() {
     // Acknowledged out of order: the second first.
     assert!(consumer.mark(records[1].1, &Outcome::delivered(4, 1001, 77)));
     consumer.release();
-    assert!(read_all(&mut reader).is_empty(), "record 0 has no outcome yet");
+    assert!(
+        read_all(&mut reader).is_empty(),
+        "record 0 has no outcome yet"
+    );
     assert!(consumer.mark(records[0].1, &Outcome::delivered(3, 500, 66)));
     assert!(consumer.mark(records[2].1, &Outcome::failed(-192, 1, 2, 88)));
     consumer.release();
-    assert_eq!(producer.released(), 0, "nothing released before it was read");
+    assert_eq!(
+        producer.released(),
+        0,
+        "nothing released before it was read"
+    );
     assert!(reader.wait(Duration::ZERO));
     let reports = read_all(&mut reader);
     let expected = [

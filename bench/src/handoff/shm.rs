@@ -12,9 +12,9 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
-use shmkafka_ringbuf::Outcome;
 use shmkafka_ringbuf::layout::{HEADER_SIZE, RECORD_HEADER_SIZE};
-use shmkafka_ringbuf::{Delivery, Record, ReserveError, Segment, SegmentOptions, WhenFull};
+use shmkafka_ringbuf::Outcome;
+use shmkafka_ringbuf::{Record, ReserveError, Segment, SegmentOptions, WhenFull};
 
 use super::common::{
     checksum, expected_sum, pin_producer, prefault, produce_each, wait_go, Backoff, Peer,

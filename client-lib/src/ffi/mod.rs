@@ -28,6 +28,7 @@
 #![allow(non_camel_case_types)] // C names, so the header reads like C.
 
 mod producer;
+mod reports;
 mod reservation;
 
 use std::cell::RefCell;
@@ -42,6 +43,10 @@ pub use producer::{
     shmkafka_producer_options, shmkafka_producer_send, shmkafka_producer_stats,
     shmkafka_producer_topic, shmkafka_stats, shmkafka_topic, SHMKAFKA_FAIL_FAST,
     SHMKAFKA_PARTITION_UNASSIGNED, SHMKAFKA_TIMESTAMP_NOW,
+};
+pub use reports::{
+    shmkafka_delivery_report, shmkafka_error_description, shmkafka_error_name,
+    shmkafka_producer_poll, shmkafka_producer_poll_reports, shmkafka_producer_send_opaque,
 };
 pub use reservation::{
     shmkafka_producer_reserve, shmkafka_reservation, shmkafka_reservation_abort,
@@ -87,10 +92,13 @@ pub enum shmkafka_result {
     Corrupted = 13,
     /// The control connection to the daemon failed.
     Protocol = 14,
+    /// A delivery-report call on a producer connected without
+    /// `delivery_reports`.
+    ReportsNotEnabled = 15,
 }
 
 impl shmkafka_result {
-    const ALL: [shmkafka_result; 15] = [
+    const ALL: [shmkafka_result; 16] = [
         Self::Ok,
         Self::NullArgument,
         Self::InvalidArgument,
@@ -106,6 +114,7 @@ impl shmkafka_result {
         Self::Segment,
         Self::Corrupted,
         Self::Protocol,
+        Self::ReportsNotEnabled,
     ];
 
     /// The enumerator's name in the header, NUL-terminated.
@@ -126,6 +135,7 @@ impl shmkafka_result {
             Self::Segment => b"SHMKAFKA_RESULT_SEGMENT\0",
             Self::Corrupted => b"SHMKAFKA_RESULT_CORRUPTED\0",
             Self::Protocol => b"SHMKAFKA_RESULT_PROTOCOL\0",
+            Self::ReportsNotEnabled => b"SHMKAFKA_RESULT_REPORTS_NOT_ENABLED\0",
         }
     }
 }
@@ -175,6 +185,7 @@ impl From<Error> for Failed {
             Error::Segment(_) => shmkafka_result::Segment,
             Error::Corrupted(_) => shmkafka_result::Corrupted,
             Error::Protocol(_) => shmkafka_result::Protocol,
+            Error::ReportsNotEnabled => shmkafka_result::ReportsNotEnabled,
         };
         Self::new(code, error.to_string())
     }

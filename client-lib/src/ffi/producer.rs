@@ -43,6 +43,11 @@ pub struct shmkafka_producer_options {
     /// Label in the daemon's logs and metrics, NUL-terminated UTF-8; NULL:
     /// the executable's name.
     pub client_name: *const c_char,
+    /// Nonzero: read a delivery report for every record with
+    /// `shmkafka_producer_poll_reports` or `shmkafka_producer_poll`. The
+    /// daemon keeps each record's ring space until its report is read, so
+    /// a caller that stops reading is held back at `send` (never dropped).
+    pub delivery_reports: u8,
 }
 
 /// A connected producer. Opaque; thread-safe: any number of threads may
@@ -53,7 +58,7 @@ pub struct shmkafka_producer {
     /// Topic handles given out; they live as long as this producer (`Arc`
     /// rather than `Box` so growing the list never asserts unique ownership
     /// over a handle the caller holds a pointer to).
-    topics: Mutex<Vec<Arc<shmkafka_topic>>>,
+    pub(super) topics: Mutex<Vec<Arc<shmkafka_topic>>>,
     /// Failures `flush` took from the ring but the caller has not read yet.
     failures: Mutex<VecDeque<Failure>>,
 }
@@ -65,6 +70,8 @@ pub struct shmkafka_topic {
     /// passed to another producer (whose ids would mean other topics).
     owner: usize,
     pub(super) topic: Topic,
+    /// The name, NUL-terminated, for delivery reports.
+    pub(super) name_c: std::ffi::CString,
 }
 
 impl shmkafka_topic {
@@ -130,8 +137,6 @@ pub struct shmkafka_stats {
     pub aborted: u64,
     /// Times the ring was found full.
     pub full_events: u64,
-    /// Failures the daemon could not queue for this client (see its spool).
-    pub failures_overflowed: u64,
     /// Successful registrations after the first.
     pub reconnects: u64,
     /// The daemon's id for this client; meaningful only when `connected`.
@@ -170,6 +175,7 @@ fn options_from_c(options: &shmkafka_producer_options) -> Result<ProducerOptions
             .map_err(|_| Failed::invalid("options->client_name is not UTF-8"))?
             .to_owned();
     }
+    rust.delivery_reports = options.delivery_reports != 0;
     Ok(rust)
 }
 
@@ -238,6 +244,9 @@ pub unsafe extern "C" fn shmkafka_producer_topic(
                 let entry = Arc::new(shmkafka_topic {
                     owner: handle as *const shmkafka_producer as usize,
                     topic,
+                    // Topic names have no NUL (validated by `topic`).
+                    name_c: std::ffi::CString::new(name)
+                        .map_err(|_| Failed::invalid("topic name contains a NUL byte"))?,
                 });
                 topics.push(Arc::clone(&entry));
                 entry
@@ -287,26 +296,20 @@ pub unsafe extern "C" fn shmkafka_producer_send(
         let handle = unsafe { deref(producer, "producer") }?;
         // SAFETY: as above.
         let topic = unsafe { deref(topic, "topic") }?.check_owner(handle)?;
-        // SAFETY: the caller promises readable buffers of the given lengths.
-        let key = unsafe { bytes(key, key_len, key_is_null, "key") }?;
-        // SAFETY: as above.
-        let value = unsafe { bytes(value, value_len, value_is_null, "value") }?;
-        let mut message = Message {
+        let fields = MessageFields {
             key,
+            key_len,
+            key_is_null,
             value,
-            // SAFETY: the caller promises `headers_len` readable entries.
-            headers: unsafe { headers_from_c(headers, headers_len) }?,
-            partition: partition_from_c(partition)?,
-            timestamp_ms: None,
+            value_len,
+            value_is_null,
+            headers,
+            headers_len,
+            partition,
+            timestamp_ms,
         };
-        if timestamp_ms != SHMKAFKA_TIMESTAMP_NOW {
-            if timestamp_ms < 0 {
-                return Err(Failed::invalid(format!(
-                    "timestamp_ms {timestamp_ms} is negative"
-                )));
-            }
-            message.timestamp_ms = Some(timestamp_ms);
-        }
+        // SAFETY: the caller promises readable buffers and headers.
+        let message = unsafe { fields.message() }?;
         let seq = handle.producer.send(topic, &message)?;
         if !out_seq.is_null() {
             // SAFETY: non-NULL and, as the caller promises, writable.
@@ -314,6 +317,52 @@ pub unsafe extern "C" fn shmkafka_producer_send(
         }
         Ok(())
     })
+}
+
+/// The record arguments of `shmkafka_producer_send` and its variants.
+pub(super) struct MessageFields {
+    pub key: *const u8,
+    pub key_len: usize,
+    pub key_is_null: u8,
+    pub value: *const u8,
+    pub value_len: usize,
+    pub value_is_null: u8,
+    pub headers: *const shmkafka_header,
+    pub headers_len: usize,
+    pub partition: i32,
+    pub timestamp_ms: i64,
+}
+
+impl MessageFields {
+    /// The message these fields describe, checked.
+    ///
+    /// # Safety
+    /// Every non-NULL buffer is readable for its length, and `headers` is
+    /// NULL or readable for `headers_len` entries, for `'a`.
+    pub(super) unsafe fn message<'a>(&self) -> Result<Message<'a>, Failed> {
+        // SAFETY: the caller promises readable buffers of the given lengths.
+        let key = unsafe { bytes(self.key, self.key_len, self.key_is_null, "key") }?;
+        // SAFETY: as above.
+        let value = unsafe { bytes(self.value, self.value_len, self.value_is_null, "value") }?;
+        let mut message = Message {
+            key,
+            value,
+            // SAFETY: the caller promises `headers_len` readable entries.
+            headers: unsafe { headers_from_c(self.headers, self.headers_len) }?,
+            partition: partition_from_c(self.partition)?,
+            timestamp_ms: None,
+        };
+        if self.timestamp_ms != SHMKAFKA_TIMESTAMP_NOW {
+            if self.timestamp_ms < 0 {
+                return Err(Failed::invalid(format!(
+                    "timestamp_ms {} is negative",
+                    self.timestamp_ms
+                )));
+            }
+            message.timestamp_ms = Some(self.timestamp_ms);
+        }
+        Ok(message)
+    }
 }
 
 pub(super) fn partition_from_c(partition: i32) -> Result<Option<i32>, Failed> {
@@ -446,7 +495,6 @@ pub unsafe extern "C" fn shmkafka_producer_stats(
             unacknowledged_bytes: s.unacknowledged_bytes,
             aborted: s.aborted,
             full_events: s.full_events,
-            failures_overflowed: s.failures_overflowed,
             reconnects: s.reconnects,
             client_id: s.client_id.unwrap_or(0),
             connected: u8::from(s.connected),

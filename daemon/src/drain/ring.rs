@@ -173,7 +173,6 @@ impl Ring {
         self.held_failures.len() >= MAX_HELD_FAILURES
     }
 
-
     /// Stops draining a ring that holds garbage; its records after this
     /// point are not delivered.
     pub fn quarantine(&mut self, reason: String, context: &'static str) {

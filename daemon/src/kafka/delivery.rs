@@ -105,7 +105,8 @@ impl DeliveryReport {
         // SAFETY: msg is live; these functions only read it (the timestamp
         // type is written to a local).
         let (status, latency_us, timestamp_ms) = unsafe {
-            let mut timestamp_type = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+            let mut timestamp_type =
+                rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
             (
                 rd::rd_kafka_message_status(msg),
                 rd::rd_kafka_message_latency(msg),

@@ -391,7 +391,7 @@ fn append_view(
 
 #[cfg(test)]
 mod tests {
-    use shmkafka_ringbuf::{heap_ring, Delivery, Header, Record, WhenFull};
+    use shmkafka_ringbuf::{heap_ring, Header, Outcome, Record, WhenFull};
 
     /// At shutdown, a gone client's ring holding more records than the
     /// consumer tracks at once is spooled whole, not cut at the bound.

@@ -300,6 +300,7 @@ fn run_sender() {
         max_record_len: 1 << 20,
         when_full: WhenFull::Block(Duration::from_secs(60)),
         client_name: format!("e2e-proc-{proc_id}"),
+        delivery_reports: false,
     })
     .expect("connect");
     let topic = producer.topic(&topic_name).expect("topic");

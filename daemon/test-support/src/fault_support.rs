@@ -354,6 +354,7 @@ fn run_stream() {
         max_record_len: 64 << 10,
         when_full: WhenFull::Block(Duration::from_millis(env_num("FAULT_BLOCK_MS"))),
         client_name: format!("fault-proc-{proc_id}"),
+        delivery_reports: false,
     })
     .expect("connect");
     let topic = producer.topic(&topic_name).expect("topic");

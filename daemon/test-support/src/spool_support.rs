@@ -36,6 +36,7 @@ pub fn client(daemon: &DaemonProcess, ring_capacity: usize, when_full: WhenFull)
         max_record_len: 16 * 1024,
         when_full,
         client_name: "spool-test".into(),
+        delivery_reports: false,
     })
     .expect("client connects")
 }
