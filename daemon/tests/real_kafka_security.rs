@@ -406,6 +406,8 @@ fn sasl_ssl_scram_sha_512_with_a_password_file_and_a_wrong_password_fixed_by_res
         .args(["-X", &format!("sasl.password={PASSWORD}")])
         .args([
             "-X",
+            "sasl.username=alice",
+            "-X",
             "security.protocol=sasl_ssl",
             "-X",
             "sasl.mechanisms=SCRAM-SHA-512",

@@ -117,10 +117,25 @@ impl KafkaConfig {
             .map(|(k, v)| (k, if self.is_masked(k) { MASK } else { v }))
     }
 
-    /// Checks every property against librdkafka without creating a client
-    /// (for `--check-config`).
+    /// The same configuration without `keys` (secrets stay masked).
+    pub(crate) fn without(&self, keys: &[&str]) -> KafkaConfig {
+        KafkaConfig {
+            entries: self
+                .entries
+                .iter()
+                .filter(|(k, _)| !keys.contains(&k.as_str()))
+                .cloned()
+                .collect(),
+            secret_keys: self.secret_keys.clone(),
+        }
+    }
+
+    /// Refuses what a producer built from this configuration would refuse,
+    /// or could not honour in the daemon, with the same message, without
+    /// connecting anywhere (for `--check-config` and start-up): see
+    /// `preflight`.
     pub fn validate(&self) -> Result<(), KafkaError> {
-        self.to_native().map(drop)
+        super::preflight::check(self)
     }
 
     /// Builds the native configuration; the first refused property is named

@@ -233,6 +233,19 @@ pub enum KafkaError {
         /// The property name (lossy if the NUL was in the key).
         key: String,
     },
+    /// A property the daemon cannot honour, or one this build of
+    /// librdkafka lacks.
+    #[error("{key}: {reason}")]
+    Unsupported {
+        /// The property name as given.
+        key: String,
+        /// Why, and what to do instead.
+        reason: String,
+    },
+    /// `rd_kafka_new` refused the configuration as a whole while checking
+    /// it (librdkafka's message, which names the properties involved).
+    #[error("librdkafka refuses the configuration: {0}")]
+    Refused(String),
     /// `rd_kafka_new` failed.
     #[error("creating the librdkafka client failed: {0}")]
     ClientCreation(String),

@@ -49,6 +49,7 @@ mod handle;
 mod log;
 mod mock;
 mod pinning;
+mod preflight;
 mod producer;
 
 pub use callbacks::StatisticsFeed;

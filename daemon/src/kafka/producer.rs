@@ -16,6 +16,7 @@ use super::error::{KafkaError, KafkaErrorCode, ProduceError};
 use super::handle::{cstring, non_dangling, NativeClient, NativeError, NativeHeaders, NativeTopic};
 use super::log;
 use super::pinning::{PinningState, ThreadPinning};
+use super::preflight;
 
 /// `RD_KAFKA_PARTITION_UA`: let the configured partitioner choose.
 pub const PARTITION_UNASSIGNED: i32 = -1;
@@ -128,6 +129,7 @@ impl Producer {
     /// config sets `statistics.interval.ms`).
     pub fn new(config: &KafkaConfig, options: ProducerOptions) -> Result<Self, KafkaError> {
         let mut conf = config.to_native()?;
+        preflight::refuse_unsupported(&conf)?;
         let callbacks = Box::new(CallbackState::publishing_to(options.statistics.as_ref()));
         let pinning = options
             .thread_pinning
