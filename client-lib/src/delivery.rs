@@ -229,18 +229,24 @@ impl Reports {
     /// futures and keeping other reports for `poll`, then waits up to
     /// `timeout` for more. Returns whether it read anything.
     pub(crate) fn resolve_futures(&self, timeout: Duration) -> bool {
-        let read = {
-            let mut state = lock(&self.state);
-            let room = MAX_UNCLAIMED.saturating_sub(state.unclaimed.len());
-            let mut kept = Vec::new();
-            let read = self.read_locked(&mut state, room.min(4096), &mut |r| kept.push(r));
-            state.unclaimed.extend(kept);
-            read
-        };
+        let read = self.take_ready();
         if read == 0 {
             self.wait_until(Instant::now() + timeout);
         }
         read > 0
+    }
+
+    /// Reads the reports that are ready (up to [`MAX_UNCLAIMED`] kept),
+    /// resolving futures and keeping the others for `poll`, so that their
+    /// records' space goes back to the ring. For the future-resolving thread,
+    /// and for a `send` waiting for room on the thread that would poll.
+    pub(crate) fn take_ready(&self) -> usize {
+        let mut state = lock(&self.state);
+        let room = MAX_UNCLAIMED.saturating_sub(state.unclaimed.len());
+        let mut kept = Vec::new();
+        let read = self.read_locked(&mut state, room.min(4096), &mut |r| kept.push(r));
+        state.unclaimed.extend(kept);
+        read
     }
 
     /// Reads up to `max` reports with the state locked; those of records

@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shmkafka_protocol::{validate_topic_name, TopicBinding};
 use shmkafka_ringbuf::{
-    Failure, Header, Record, RecordSpec, RingProducer, Segment, SegmentOptions, Slot, WhenFull,
+    Failure, Header, Record, RecordSpec, ReserveError, RingProducer, Segment, SegmentOptions, Slot,
+    WhenFull,
 };
 
 use crate::connection::{self, Connection};
@@ -124,6 +125,9 @@ struct Shared {
     reports: Option<Reports>,
     /// Reads reports to resolve futures; started by the first `send_async`.
     resolver: Mutex<Option<JoinHandle<()>>>,
+    /// Failures taken from the ring's queue by `flush` (to make room for
+    /// more while it waits) and not yet handed out.
+    failures_taken: Mutex<Vec<Failure>>,
 }
 
 /// The shape of a record to write in place with [`Producer::reserve_with`].
@@ -189,6 +193,7 @@ impl Producer {
         let shared = Arc::new(Shared {
             reports,
             resolver: Mutex::new(None),
+            failures_taken: Mutex::new(Vec::new()),
             ring: segment.producer(),
             segment,
             path,
@@ -259,10 +264,7 @@ impl Producer {
             value: message.value,
             headers: &message.headers,
         };
-        Ok(self
-            .shared
-            .ring
-            .send(&record, self.shared.options.when_full)?)
+        self.with_room(|when_full| self.shared.ring.send(&record, when_full))
     }
 
     /// As [`Producer::send`], and the record's delivery report carries
@@ -353,10 +355,7 @@ impl Producer {
             value_len: layout.value_len,
             headers: layout.headers,
         };
-        let slot = self
-            .shared
-            .ring
-            .reserve(&spec, self.shared.options.when_full)?;
+        let slot = self.with_room(|when_full| self.shared.ring.reserve(&spec, when_full))?;
         Ok(Reservation { slot })
     }
 
@@ -373,10 +372,7 @@ impl Producer {
             value_len: message.value.map(<[u8]>::len),
             headers: &message.headers,
         };
-        let mut slot = self
-            .shared
-            .ring
-            .reserve(&spec, self.shared.options.when_full)?;
+        let mut slot = self.with_room(|when_full| self.shared.ring.reserve(&spec, when_full))?;
         if let Some(key) = message.key {
             slot.write_key(key);
         }
@@ -384,6 +380,36 @@ impl Producer {
             slot.write_value(value);
         }
         Ok(slot)
+    }
+
+    /// Runs `claim` (a send or reservation) as `ProducerOptions::when_full`
+    /// says. While it waits for room it takes failures from the ring's queue
+    /// (kept for `failures` and `flush`) and ready delivery reports (kept
+    /// for `poll_reports`, up to a bound): the ring's space waits for them,
+    /// and the thread blocked here may be the one that would read them.
+    fn with_room<T>(
+        &self,
+        mut claim: impl FnMut(WhenFull) -> Result<T, ReserveError>,
+    ) -> Result<T, Error> {
+        const TAKE_FAILURES_EVERY: Duration = Duration::from_millis(10);
+        let WhenFull::Block(timeout) = self.shared.options.when_full else {
+            return Ok(claim(WhenFull::Fail)?);
+        };
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match claim(WhenFull::Block(left.min(TAKE_FAILURES_EVERY))) {
+                Err(ReserveError::Full { .. }) if !left.is_zero() => {
+                    let ring = &self.shared.ring;
+                    lock(&self.shared.failures_taken)
+                        .extend(std::iter::from_fn(|| ring.pop_failure()));
+                    if let Some(reports) = &self.shared.reports {
+                        reports.take_ready();
+                    }
+                }
+                result => return Ok(result?),
+            }
+        }
     }
 
     fn reports(&self) -> Result<&Reports, Error> {
@@ -416,13 +442,31 @@ impl Producer {
     /// reports, the reports are not consumed: read them with
     /// [`Producer::poll_reports`].
     pub fn flush(&self, timeout: Duration) -> Result<FlushReport, Error> {
+        // The daemon holds failures that do not fit in the ring's queue and
+        // stops draining a ring with many: take them as they come, or the
+        // records behind them would never finish.
+        const TAKE_FAILURES_EVERY: Duration = Duration::from_millis(10);
         let ring = &self.shared.ring;
         let target = ring.tail();
-        if !ring.wait_outcomes(target, timeout) {
-            return Err(Error::FlushTimeout {
-                timeout,
-                pending_bytes: target.saturating_sub(ring.outcomes()),
-            });
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let slice = deadline
+                .saturating_duration_since(std::time::Instant::now())
+                .min(TAKE_FAILURES_EVERY);
+            let done = ring.wait_outcomes(target, slice);
+            // Read before the queue: failures counted as held are in the
+            // queue or still held, never neither.
+            let held = ring.failures_held();
+            lock(&self.shared.failures_taken).extend(std::iter::from_fn(|| ring.pop_failure()));
+            if done && held == 0 {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::FlushTimeout {
+                    timeout,
+                    pending_bytes: target.saturating_sub(ring.outcomes()),
+                });
+            }
         }
         Ok(FlushReport {
             failures: self.failures(),
@@ -431,7 +475,9 @@ impl Producer {
 
     /// Takes the failures the daemon reported since the last call.
     pub fn failures(&self) -> Vec<Failure> {
-        std::iter::from_fn(|| self.shared.ring.pop_failure()).collect()
+        let mut failures = std::mem::take(&mut *lock(&self.shared.failures_taken));
+        failures.extend(std::iter::from_fn(|| self.shared.ring.pop_failure()));
+        failures
     }
 
     /// The ring's release cursor, a byte position in the ring's stream:

@@ -600,6 +600,11 @@ impl RingConsumer {
         failure::push(&self.ring, failure)
     }
 
+    /// Tells the client how many failures wait for room in its queue.
+    pub fn set_failures_held(&self, held: u64) {
+        failure::set_held(&self.ring, held);
+    }
+
     /// Whether a whole data area is in flight: the ring is full, and the
     /// word at `drain_pos` is the oldest in-flight record's (one lap back),
     /// not a new record's, so it must not be read as one.

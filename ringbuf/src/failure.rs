@@ -54,6 +54,20 @@ pub(crate) fn push(ring: &Ring, failure: Failure) -> bool {
     true
 }
 
+/// Publishes how many failures the consumer holds back.
+pub(crate) fn set_held(ring: &Ring, held: u64) {
+    // SYNC POINT (failq-held): pairs with the Acquire load in `held`; the
+    // failures pushed before (published by their tail stores) are visible
+    // to a client that sees the new count.
+    ring.mem.header_u64(OFF_FAILQ_HELD).store(held, Release);
+}
+
+/// How many failures the consumer holds back (see [`OFF_FAILQ_HELD`]).
+pub(crate) fn held(ring: &Ring) -> u64 {
+    // SYNC POINT (failq-held): see `set_held`.
+    ring.mem.header_u64(OFF_FAILQ_HELD).load(Acquire)
+}
+
 /// Takes the oldest failure, if any.
 pub(crate) fn pop(ring: &Ring) -> Option<Failure> {
     let mem = &ring.mem;

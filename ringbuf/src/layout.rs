@@ -82,6 +82,10 @@ pub const OFF_FAILQ_HEAD: usize = 768;
 /// queue full waits in the consumer, and its record keeps its space, until
 /// the client has made room: failures are never dropped.
 pub const OFF_FAILQ_TAIL: usize = 896;
+/// Failures the consumer holds for want of room in the queue (u64; same
+/// slot as the tail, which only the consumer writes). A client waiting for
+/// every outcome waits for this to reach zero too.
+pub const OFF_FAILQ_HELD: usize = 904;
 /// Failure queue entries: `FAILQ_ENTRIES` x 16 bytes (seq u64, code i32, status u32).
 pub const OFF_FAILQ_ENTRIES: usize = 1024;
 /// Number of failure queue entries; a power of two.

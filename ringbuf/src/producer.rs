@@ -143,7 +143,18 @@ impl RingProducer {
 
     /// Takes the oldest failure the daemon reported for this ring.
     pub fn pop_failure(&self) -> Option<Failure> {
-        failure::pop(&self.ring)
+        let failure = failure::pop(&self.ring);
+        if failure.is_some() {
+            // The consumer may hold failures for the room just made.
+            self.wake_consumer();
+        }
+        failure
+    }
+
+    /// Failures the consumer holds until the queue has room: more will come
+    /// through [`RingProducer::pop_failure`].
+    pub fn failures_held(&self) -> u64 {
+        failure::held(&self.ring)
     }
 
     /// Whether the ring was created for delivery reports.

@@ -269,7 +269,8 @@ impl Segment {
         }
         // Read the description with pread, not through a mapping: nothing is
         // mapped until the sizes are known to be right.
-        let mut header = [0u8; 40];
+        // The immutable description ends with the flags word.
+        let mut header = [0u8; OFF_FLAGS + 4];
         nix::sys::uio::pread(file.as_fd(), &mut header, 0).map_err(|e| OpenError::Sys {
             call: "pread",
             source: e.into(),

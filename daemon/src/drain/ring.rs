@@ -149,15 +149,18 @@ impl Ring {
             self.held_failures.push_back(failure);
             self.report_held_failures();
         }
+        // Else the report in the record says it all.
     }
 
     /// Moves held failures into the client's failure queue while it has
     /// room, in order. A gone client's are dropped: nobody can read them,
     /// and the spool has every one.
     pub fn report_held_failures(&mut self) {
+        if self.held_failures.is_empty() {
+            return;
+        }
         if self.client.is_disconnected() {
             self.held_failures.clear();
-            return;
         }
         while let Some(&failure) = self.held_failures.front() {
             if !self.consumer.push_failure(failure) {
@@ -165,6 +168,8 @@ impl Ring {
             }
             self.held_failures.pop_front();
         }
+        self.consumer
+            .set_failures_held(self.held_failures.len() as u64);
     }
 
     /// Whether the client has so many failures unread that its ring is not
