@@ -17,5 +17,6 @@ pub mod metrics;
 pub mod notify;
 pub mod registry;
 pub mod server;
+pub mod socket_path;
 pub mod spool;
 mod sys;

@@ -29,6 +29,7 @@ pub use crate::client::MAX_TOPICS_PER_CLIENT;
 use crate::config::{topic_allowed, LimitsSection};
 use crate::metrics::Telemetry;
 use crate::registry::{Quota, QuotaError, Registry};
+use crate::socket_path::SocketPathError;
 
 /// Stack of a per-connection thread: it only decodes small frames.
 const CONNECTION_STACK: usize = 128 * 1024;
@@ -182,7 +183,8 @@ pub struct ControlServer {
 }
 
 impl ControlServer {
-    /// Binds the socket at `path` with `mode`, replacing a stale socket file.
+    /// Binds the socket at `path` with `mode`, replacing a stale socket file
+    /// and nothing else (see [`crate::socket_path`]).
     pub fn bind(
         path: &Path,
         mode: u32,
@@ -191,25 +193,16 @@ impl ControlServer {
         telemetry: Arc<Telemetry>,
         stopping: Arc<AtomicBool>,
     ) -> io::Result<ControlServer> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        match UnixStream::connect(path) {
-            Ok(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!("another shmkafkad is listening on {}", path.display()),
-                ))
-            }
-            Err(_) => {
-                let _ = std::fs::remove_file(path);
-            }
-        }
-        let listener = UnixListener::bind(path)?;
+        crate::socket_path::prepare(path).map_err(io::Error::other)?;
+        let listener = UnixListener::bind(path).map_err(|e| {
+            io::Error::other(SocketPathError::io(path, "bind the control socket")(e))
+        })?;
         // Non-blocking: `run` polls, and a connection that vanished between
         // the poll and the accept must not block the accept thread.
         listener.set_nonblocking(true)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| {
+            io::Error::other(SocketPathError::io(path, "set the socket's permissions")(e))
+        })?;
         Ok(ControlServer {
             listener,
             path: path.to_owned(),
