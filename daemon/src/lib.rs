@@ -13,6 +13,8 @@ pub mod drain;
 pub mod fuzzing;
 #[allow(unsafe_code)]
 pub mod kafka;
+pub mod log_summary;
+pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod registry;

@@ -118,7 +118,7 @@ fn main() -> ExitCode {
         overrides.kafka.push((key.to_owned(), value.to_owned()));
     }
     config.apply_overrides(&overrides);
-    init_logging(&config.daemon.log_level);
+    shmkafkad::logging::init(&config.daemon.log_level);
 
     // The embedded cluster must outlive the daemon's producers.
     let mut _embedded = None;
@@ -191,16 +191,6 @@ fn parse_args() -> Args {
         .long_version(version)
         .get_matches();
     Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
-}
-
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 fn status(socket: Option<PathBuf>, json: bool) -> ExitCode {

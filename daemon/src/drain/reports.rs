@@ -13,6 +13,7 @@ use super::recovery::{Cause, PurgeOrigin};
 use super::ring::Ring;
 use super::DrainThread;
 use crate::kafka::{ErrorClass, KafkaErrorCode, Persistence};
+use crate::log_summary::{self, FailureKind};
 use crate::spool::{self, PendingFailure};
 
 /// What becomes of a record, given its delivery report. The one place
@@ -91,9 +92,12 @@ impl DrainThread {
                 Verdict::Spool(code) => {
                     failed_attempts = true;
                     let status = ring.persistence(seq, Some(report.status), 0);
-                    warn!(client = ring.client.id, seq, error = %code.name(),
-                        detail = report.error_detail.as_deref().unwrap_or(""),
-                        persistence = status.name(), "delivery failed permanently");
+                    if log_summary::note_failure(FailureKind::Permanent(code.name().into_owned())) {
+                        warn!(client = ring.client.id, seq, error = %code.name(),
+                            detail = report.error_detail.as_deref().unwrap_or(""),
+                            persistence = status.name(),
+                            "delivery failed permanently (more of this error are summarised)");
+                    }
                     // Still in flight: marked and released once spooled.
                     ring.awaiting_spool += 1;
                     self.dead_letters
@@ -173,10 +177,15 @@ fn push_failure(ring: &Ring, seq: u64, code: KafkaErrorCode, status: Persistence
         code: code.raw(),
         persistence: u32::from(status.as_byte()),
     };
-    if !ring.consumer.push_failure(failure) {
+    if !ring.consumer.push_failure(failure)
+        && log_summary::note_failure(FailureKind::QueueFull {
+            client: ring.client.id,
+        })
+    {
         warn!(
             client = ring.client.id,
-            seq, "client's failure queue is full; failure counted as overflowed"
+            seq,
+            "client's failure queue is full; failure counted as overflowed (more are summarised)"
         );
     }
 }
