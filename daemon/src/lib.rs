@@ -21,4 +21,5 @@ pub mod registry;
 pub mod server;
 pub mod socket_path;
 pub mod spool;
+pub mod status_table;
 mod sys;

@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// Configuration file (TOML).
+    /// Configuration file (TOML); `status` reads the socket path from it.
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
     /// Control socket path (overrides daemon.socket_path).
@@ -62,9 +62,13 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
-        /// Control socket of the daemon.
+        /// Control socket of the daemon (default: daemon.socket_path of
+        /// --config, else $SHMKAFKA_SOCKET, else the default path).
         #[arg(long)]
         socket: Option<PathBuf>,
+        /// The daemon's configuration file, for its socket path.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
     },
     /// Dead-letter spool: list, replay or purge records that failed
     /// permanently.
@@ -76,8 +80,27 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = parse_args();
-    if let Some(Command::Status { json, socket }) = &args.command {
-        return status(socket.clone().or(args.socket.clone()), *json);
+    if let Some(Command::Status {
+        json,
+        socket,
+        config,
+    }) = &args.command
+    {
+        let socket = match socket.clone().or(args.socket.clone()) {
+            Some(socket) => Some(socket),
+            // The daemon started with this file listens where it says.
+            None => match config.as_ref().or(args.config.as_ref()) {
+                Some(path) => match Config::load(path) {
+                    Ok(config) => Some(config.daemon.socket_path),
+                    Err(e) => {
+                        eprintln!("shmkafkad status: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
+                None => None,
+            },
+        };
+        return status(socket, *json);
     }
     if let Some(Command::Spool { command }) = &args.command {
         let inherited = shmkafkad::spool::cli::Inherited {
