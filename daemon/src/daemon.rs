@@ -321,7 +321,7 @@ fn warn_if_kernel_caps_buffers(config: &Config) {
         if let (Some(wanted), Some(limit)) = (wanted, limit) {
             if wanted > limit {
                 warn!(property, wanted, kernel_max = limit, sysctl = %sysctl.replace('/', "."),
-                    "the kernel caps this socket buffer; raise the sysctl (sysctl/shmkafka-tune apply)");
+                    "the kernel caps this socket buffer; raise the sysctl (shmkafkad tune apply)");
             }
         }
     }

@@ -23,3 +23,4 @@ pub mod socket_path;
 pub mod spool;
 pub mod status_table;
 mod sys;
+pub mod tune;

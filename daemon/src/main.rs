@@ -70,11 +70,36 @@ enum Command {
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,
     },
+    /// Kernel settings the daemon needs (socket buffers, listen backlog),
+    /// from its configuration: compare them, or install them.
+    Tune {
+        #[command(subcommand)]
+        command: TuneCommand,
+        /// The daemon's configuration file (default:
+        /// /etc/shmkafka/shmkafkad.toml if it exists).
+        #[arg(long, short = 'c', global = true)]
+        config: Option<PathBuf>,
+    },
     /// Dead-letter spool: list, replay or purge records that failed
     /// permanently.
     Spool {
         #[command(subcommand)]
         command: shmkafkad::spool::cli::SpoolCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TuneCommand {
+    /// Print current against recommended values; exit 1 if any is lower.
+    Check,
+    /// Write the settings into /etc/sysctl.d/60-shmkafka.conf (never
+    /// lowering a value the host raised) and run `sysctl --system`.
+    /// $SHMKAFKA_SYSCTL_DIR and $SHMKAFKA_PROC_SYS replace /etc/sysctl.d
+    /// and /proc/sys.
+    Apply {
+        /// Only show what would be written.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -101,6 +126,21 @@ fn main() -> ExitCode {
             },
         };
         return status(socket, *json);
+    }
+    if let Some(Command::Tune { command, config }) = &args.command {
+        let tune = match shmkafkad::tune::Tune::from_config_file(
+            config.as_deref().or(args.config.as_deref()),
+        ) {
+            Ok(tune) => tune,
+            Err(e) => {
+                eprintln!("shmkafkad tune: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        return match command {
+            TuneCommand::Check => shmkafkad::tune::run_check(&tune),
+            TuneCommand::Apply { dry_run } => shmkafkad::tune::run_apply(&tune, *dry_run),
+        };
     }
     if let Some(Command::Spool { command }) = &args.command {
         let inherited = shmkafkad::spool::cli::Inherited {
