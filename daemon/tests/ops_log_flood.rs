@@ -90,9 +90,12 @@ fn a_broker_outage_is_logged_once_with_periodic_summaries() {
         .lines()
         .filter(|l| l.contains("Kafka brokers unreachable for"))
         .collect();
+    // librdkafka reconnects within its backoff after the broker is back,
+    // so the outage the daemon sees lasts a little longer than ours.
+    let most = start.elapsed().as_secs() / SUMMARY_INTERVAL_S + 1;
     assert!(
-        (2..=9).contains(&summaries.len()),
-        "a summary every {SUMMARY_INTERVAL_S} s:\n{log}"
+        (2..=most as usize).contains(&summaries.len()),
+        "a summary every {SUMMARY_INTERVAL_S} s, at most {most}:\n{log}"
     );
     assert!(
         summaries.iter().all(|l| l.contains("records in flight")),
@@ -103,14 +106,19 @@ fn a_broker_outage_is_logged_once_with_periodic_summaries() {
         1,
         "{log}"
     );
-    let warned = warnings(&log);
+    // Besides the summaries: the start of the outage, librdkafka's first
+    // failed connection and its client error, each once.
+    let others: Vec<&str> = warnings(&log)
+        .into_iter()
+        .filter(|l| !l.contains("Kafka brokers unreachable for"))
+        .collect();
     assert!(
-        warned.len() <= 12,
-        "{} warnings for a 20 s outage:\n{}",
-        warned.len(),
-        warned.join("\n")
+        others.len() <= 4,
+        "{} other warnings for a 20 s outage:\n{}",
+        others.len(),
+        others.join("\n")
     );
-    assert!(sent > 500, "the client kept writing ({sent})");
+    assert!(sent > 300, "the client kept writing ({sent})");
 }
 
 #[test]
