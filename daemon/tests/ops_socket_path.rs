@@ -4,7 +4,9 @@
 
 use shmkafkad_test_support::common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -17,7 +19,15 @@ const BOOTSTRAP: &str = "127.0.0.1:9";
 
 /// Starts the daemon on `socket`, logging into `log`.
 fn spawn(socket: &Path, dir: &Path, log: &Path) -> Child {
-    Command::new(shmkafkad_bin())
+    command(socket, dir, log)
+        .spawn()
+        .expect("spawning shmkafkad")
+}
+
+/// The daemon on `socket`, logging into `log`.
+fn command(socket: &Path, dir: &Path, log: &Path) -> Command {
+    let mut command = Command::new(shmkafkad_bin());
+    command
         .arg("--socket")
         .arg(socket)
         .arg("--bootstrap-servers")
@@ -27,17 +37,28 @@ fn spawn(socket: &Path, dir: &Path, log: &Path) -> Child {
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("log file"))
-        .spawn()
-        .expect("spawning shmkafkad")
+        .stderr(std::fs::File::create(log).expect("log file"));
+    command
 }
 
 /// Runs the daemon on `socket`, which must make it exit with an error;
-/// returns its log.
+/// returns the error it logged.
 fn start_refused(socket: &Path) -> String {
+    start_refused_as(socket, None)
+}
+
+/// [`start_refused`], as user `uid` if given.
+fn start_refused_as(socket: &Path, uid: Option<u32>) -> String {
     let dir = test_dir();
     let log = dir.path().join("shmkafkad.log");
-    let mut child = spawn(socket, dir.path(), &log);
+    let spool = dir.path().join("spool");
+    std::fs::create_dir(&spool).expect("spool dir");
+    std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let mut command = command(socket, dir.path(), &log);
+    if let Some(uid) = uid {
+        command.uid(uid).gid(uid);
+    }
+    let mut child = command.spawn().expect("spawning shmkafkad");
     let status = wait_timeout(&mut child, Duration::from_secs(30));
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let Some(status) = status else {
@@ -47,7 +68,12 @@ fn start_refused(socket: &Path) -> String {
     };
     assert!(!status.success(), "{status}: {text}");
     assert!(!text.contains("shmkafkad ready"), "{text}");
-    text
+    // The reason, without the start-up line (which names the socket path
+    // whatever happens next).
+    text.lines()
+        .filter(|l| l.contains("ERROR") && l.contains("shmkafkad failed"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]
@@ -127,3 +153,22 @@ fn the_last_directory_level_is_created_and_a_stale_socket_replaced() {
     let daemon = daemon_options(&socket, BOOTSTRAP).start();
     UnixStream::connect(daemon.socket()).expect("the new daemon answers");
 }
+
+#[test]
+fn a_directory_the_daemon_may_not_write_is_named() {
+    let dir = test_dir();
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+    // Root writes anywhere: run as nobody then.
+    let uid = nix::unistd::geteuid().is_root().then_some(NOBODY);
+    let log = start_refused_as(&locked.join("x.sock"), uid);
+    assert!(
+        log.contains(&*locked.join("x.sock").to_string_lossy()),
+        "{log}"
+    );
+    assert!(log.contains("Permission denied"), "{log}");
+}
+
+/// `nobody` on Debian.
+const NOBODY: u32 = 65534;
