@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -172,6 +172,9 @@ impl RefusalLog {
 pub struct ControlServer {
     listener: UnixListener,
     path: PathBuf,
+    /// Device and inode of the socket file bound, so that the stop removes
+    /// that file and not whatever replaced it meanwhile.
+    bound_file: Option<(u64, u64)>,
     policy: Arc<Mutex<AccessPolicy>>,
     registry: Arc<Registry>,
     telemetry: Arc<Telemetry>,
@@ -206,6 +209,9 @@ impl ControlServer {
         Ok(ControlServer {
             listener,
             path: path.to_owned(),
+            bound_file: std::fs::symlink_metadata(path)
+                .ok()
+                .map(|m| (m.dev(), m.ino())),
             policy,
             registry,
             telemetry,
@@ -256,7 +262,13 @@ impl ControlServer {
                 }
             }
         }
-        let _ = std::fs::remove_file(&self.path);
+        let still_ours = std::fs::symlink_metadata(&self.path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+            .is_some_and(|file| Some(file) == self.bound_file);
+        if still_ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 
     fn open(&self) -> std::sync::MutexGuard<'_, Connections> {

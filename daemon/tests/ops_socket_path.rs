@@ -172,3 +172,18 @@ fn a_directory_the_daemon_may_not_write_is_named() {
 
 /// `nobody` on Debian.
 const NOBODY: u32 = 65534;
+
+#[test]
+fn a_stop_removes_its_own_socket_and_nothing_that_replaced_it() {
+    let dir = test_dir();
+    let socket = dir.path().join("d.sock");
+    let mut daemon = daemon_options(&socket, BOOTSTRAP).start();
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+    assert!(!socket.exists(), "the daemon's own socket is removed");
+
+    let mut daemon = daemon_options(&socket, BOOTSTRAP).start();
+    std::fs::remove_file(&socket).unwrap();
+    std::fs::write(&socket, "someone else's").unwrap();
+    assert!(daemon.terminate(Duration::from_secs(30)).success());
+    assert_eq!(std::fs::read_to_string(&socket).unwrap(), "someone else's");
+}
