@@ -16,6 +16,8 @@ use crate::kafka::{is_secret_key, KafkaConfig, Secret, MASK};
 
 /// Default control socket.
 pub const DEFAULT_SOCKET_PATH: &str = shmkafka_protocol::DEFAULT_SOCKET_PATH;
+/// Default of `daemon.log_summary_interval_s`.
+pub const DEFAULT_LOG_SUMMARY_INTERVAL_S: u64 = 60;
 /// Default bound on concurrently registered clients.
 pub const DEFAULT_MAX_CLIENTS: usize = 1024;
 /// Default time a graceful stop spends flushing before it gives up.
@@ -155,6 +157,9 @@ pub struct DaemonSection {
     pub shutdown_timeout_ms: u64,
     /// `tracing` filter, e.g. `info` or `shmkafkad=debug,librdkafka=info`.
     pub log_level: String,
+    /// How often a condition that lasts (Kafka unreachable, records failing
+    /// permanently) is summarised in the log after its first line.
+    pub log_summary_interval_s: u64,
 }
 
 impl Default for DaemonSection {
@@ -165,6 +170,7 @@ impl Default for DaemonSection {
             max_clients: DEFAULT_MAX_CLIENTS,
             shutdown_timeout_ms: DEFAULT_SHUTDOWN_TIMEOUT_MS,
             log_level: "info".to_owned(),
+            log_summary_interval_s: DEFAULT_LOG_SUMMARY_INTERVAL_S,
         }
     }
 }
@@ -606,6 +612,11 @@ impl Config {
                 "daemon.max_clients must be at least 1".into(),
             ));
         }
+        if self.daemon.log_summary_interval_s == 0 {
+            return Err(ConfigError::Invalid(
+                "daemon.log_summary_interval_s must be at least 1".into(),
+            ));
+        }
         if self.daemon.socket_mode > 0o777 {
             return Err(ConfigError::Invalid(format!(
                 "daemon.socket_mode {:o} is not a permission mode",
@@ -656,6 +667,11 @@ impl Config {
             }
         }
         config
+    }
+
+    /// How often lasting conditions are summarised in the log.
+    pub fn log_summary_interval(&self) -> Duration {
+        Duration::from_secs(self.daemon.log_summary_interval_s)
     }
 
     /// Shutdown flush budget.

@@ -10,7 +10,8 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::drain::{DrainOptions, DrainThread};
-use crate::kafka::{ProducerOptions, ThreadPinning};
+use crate::kafka::{client_errors, ProducerOptions, ThreadPinning};
+use crate::log_summary::{Held, Observation, Summaries, ALL_BROKERS_DOWN};
 use crate::metrics::{DrainStats, Endpoint, Telemetry};
 use crate::notify::Notifier;
 use crate::registry::{DrainSlot, Registry};
@@ -105,6 +106,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     notifier.ready();
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     let mut health = Health::new(&drain_stats);
+    let mut summaries = Summaries::new(config.log_summary_interval(), Instant::now());
     let mut current = config;
     'serve: loop {
         for signal in signals.pending() {
@@ -121,6 +123,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             }
         }
         telemetry.tick();
+        summaries.tick(Instant::now(), observe(&telemetry, &drain_stats));
         let healthy = health.check(&drain_stats);
         notifier.watchdog(healthy);
         if health.status_due() {
@@ -153,6 +156,26 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .sum();
     info!(delivered, failed, "shmkafkad stopped");
     Ok(())
+}
+
+/// What the log summaries need: deliveries, broker reports, what is held.
+fn observe(telemetry: &Telemetry, stats: &[Arc<DrainStats>]) -> Observation {
+    let mut held = Held::default();
+    for client in telemetry.clients() {
+        if client.fill_bytes > 0 {
+            held.rings += 1;
+            held.bytes += client.fill_bytes;
+            held.in_flight += client.in_flight();
+        }
+    }
+    Observation {
+        delivered: stats
+            .iter()
+            .map(|s| s.delivered.load(Ordering::Relaxed))
+            .sum(),
+        all_brokers_down: client_errors::last_seen(ALL_BROKERS_DOWN),
+        held,
+    }
 }
 
 /// How often the main thread looks at signals, health and status.
@@ -298,7 +321,7 @@ fn warn_if_kernel_caps_buffers(config: &Config) {
         if let (Some(wanted), Some(limit)) = (wanted, limit) {
             if wanted > limit {
                 warn!(property, wanted, kernel_max = limit, sysctl = %sysctl.replace('/', "."),
-                    "the kernel caps this socket buffer; raise the sysctl (sysctl/shmkafka-tune apply)");
+                    "the kernel caps this socket buffer; raise the sysctl (shmkafkad tune apply)");
             }
         }
     }

@@ -13,9 +13,14 @@ pub mod drain;
 pub mod fuzzing;
 #[allow(unsafe_code)]
 pub mod kafka;
+pub mod log_summary;
+pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod registry;
 pub mod server;
+pub mod socket_path;
 pub mod spool;
+pub mod status_table;
 mod sys;
+pub mod tune;

@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// Configuration file (TOML).
+    /// Configuration file (TOML); `status` reads the socket path from it.
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
     /// Control socket path (overrides daemon.socket_path).
@@ -62,9 +62,23 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
-        /// Control socket of the daemon.
+        /// Control socket of the daemon (default: daemon.socket_path of
+        /// --config, else $SHMKAFKA_SOCKET, else the default path).
         #[arg(long)]
         socket: Option<PathBuf>,
+        /// The daemon's configuration file, for its socket path.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
+    /// Kernel settings the daemon needs (socket buffers, listen backlog),
+    /// from its configuration: compare them, or install them.
+    Tune {
+        #[command(subcommand)]
+        command: TuneCommand,
+        /// The daemon's configuration file (default:
+        /// /etc/shmkafka/shmkafkad.toml if it exists).
+        #[arg(long, short = 'c', global = true)]
+        config: Option<PathBuf>,
     },
     /// Dead-letter spool: list, replay or purge records that failed
     /// permanently.
@@ -74,10 +88,59 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum TuneCommand {
+    /// Print current against recommended values; exit 1 if any is lower.
+    Check,
+    /// Write the settings into /etc/sysctl.d/60-shmkafka.conf (never
+    /// lowering a value the host raised) and run `sysctl --system`.
+    /// $SHMKAFKA_SYSCTL_DIR and $SHMKAFKA_PROC_SYS replace /etc/sysctl.d
+    /// and /proc/sys.
+    Apply {
+        /// Only show what would be written.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
 fn main() -> ExitCode {
     let args = parse_args();
-    if let Some(Command::Status { json, socket }) = &args.command {
-        return status(socket.clone().or(args.socket.clone()), *json);
+    if let Some(Command::Status {
+        json,
+        socket,
+        config,
+    }) = &args.command
+    {
+        let socket = match socket.clone().or(args.socket.clone()) {
+            Some(socket) => Some(socket),
+            // The daemon started with this file listens where it says.
+            None => match config.as_ref().or(args.config.as_ref()) {
+                Some(path) => match Config::load(path) {
+                    Ok(config) => Some(config.daemon.socket_path),
+                    Err(e) => {
+                        eprintln!("shmkafkad status: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
+                None => None,
+            },
+        };
+        return status(socket, *json);
+    }
+    if let Some(Command::Tune { command, config }) = &args.command {
+        let tune = match shmkafkad::tune::Tune::from_config_file(
+            config.as_deref().or(args.config.as_deref()),
+        ) {
+            Ok(tune) => tune,
+            Err(e) => {
+                eprintln!("shmkafkad tune: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        return match command {
+            TuneCommand::Check => shmkafkad::tune::run_check(&tune),
+            TuneCommand::Apply { dry_run } => shmkafkad::tune::run_apply(&tune, *dry_run),
+        };
     }
     if let Some(Command::Spool { command }) = &args.command {
         let inherited = shmkafkad::spool::cli::Inherited {
@@ -118,7 +181,7 @@ fn main() -> ExitCode {
         overrides.kafka.push((key.to_owned(), value.to_owned()));
     }
     config.apply_overrides(&overrides);
-    init_logging(&config.daemon.log_level);
+    shmkafkad::logging::init(&config.daemon.log_level);
 
     // The embedded cluster must outlive the daemon's producers.
     let mut _embedded = None;
@@ -191,16 +254,6 @@ fn parse_args() -> Args {
         .long_version(version)
         .get_matches();
     Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
-}
-
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 fn status(socket: Option<PathBuf>, json: bool) -> ExitCode {

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,6 +29,7 @@ pub use crate::client::MAX_TOPICS_PER_CLIENT;
 use crate::config::{topic_allowed, LimitsSection};
 use crate::metrics::Telemetry;
 use crate::registry::{Quota, QuotaError, Registry};
+use crate::socket_path::SocketPathError;
 
 /// Stack of a per-connection thread: it only decodes small frames.
 const CONNECTION_STACK: usize = 128 * 1024;
@@ -171,6 +172,9 @@ impl RefusalLog {
 pub struct ControlServer {
     listener: UnixListener,
     path: PathBuf,
+    /// Device and inode of the socket file bound, so that the stop removes
+    /// that file and not whatever replaced it meanwhile.
+    bound_file: Option<(u64, u64)>,
     policy: Arc<Mutex<AccessPolicy>>,
     registry: Arc<Registry>,
     telemetry: Arc<Telemetry>,
@@ -182,7 +186,8 @@ pub struct ControlServer {
 }
 
 impl ControlServer {
-    /// Binds the socket at `path` with `mode`, replacing a stale socket file.
+    /// Binds the socket at `path` with `mode`, replacing a stale socket file
+    /// and nothing else (see [`crate::socket_path`]).
     pub fn bind(
         path: &Path,
         mode: u32,
@@ -191,28 +196,22 @@ impl ControlServer {
         telemetry: Arc<Telemetry>,
         stopping: Arc<AtomicBool>,
     ) -> io::Result<ControlServer> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        match UnixStream::connect(path) {
-            Ok(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!("another shmkafkad is listening on {}", path.display()),
-                ))
-            }
-            Err(_) => {
-                let _ = std::fs::remove_file(path);
-            }
-        }
-        let listener = UnixListener::bind(path)?;
+        crate::socket_path::prepare(path).map_err(io::Error::other)?;
+        let listener = UnixListener::bind(path).map_err(|e| {
+            io::Error::other(SocketPathError::io(path, "bind the control socket")(e))
+        })?;
         // Non-blocking: `run` polls, and a connection that vanished between
         // the poll and the accept must not block the accept thread.
         listener.set_nonblocking(true)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| {
+            io::Error::other(SocketPathError::io(path, "set the socket's permissions")(e))
+        })?;
         Ok(ControlServer {
             listener,
             path: path.to_owned(),
+            bound_file: std::fs::symlink_metadata(path)
+                .ok()
+                .map(|m| (m.dev(), m.ino())),
             policy,
             registry,
             telemetry,
@@ -263,7 +262,13 @@ impl ControlServer {
                 }
             }
         }
-        let _ = std::fs::remove_file(&self.path);
+        let still_ours = std::fs::symlink_metadata(&self.path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+            .is_some_and(|file| Some(file) == self.bound_file);
+        if still_ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 
     fn open(&self) -> std::sync::MutexGuard<'_, Connections> {

@@ -122,3 +122,65 @@ fn status_reports_clients_counters_rates_and_spool() {
     assert!(table.contains("spool "), "{table}");
     drop(producer);
 }
+
+/// `shmkafkad -c FILE status` asks the daemon listening where FILE says,
+/// as does `shmkafkad status -c FILE`.
+#[test]
+fn status_finds_the_socket_in_the_config_file() {
+    let broker = MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[("ops-status-c", 1)])
+        .expect("mock broker");
+    let dir = test_dir();
+    let socket = dir.path().join("from-config.sock");
+    let config = dir.path().join("shmkafkad.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nsocket_path = \"{}\"\n[kafka]\n\"bootstrap.servers\" = \"{}\"\n",
+            socket.display(),
+            broker.bootstrap_servers()
+        ),
+    )
+    .expect("writing the config");
+    let _daemon = daemon_options(&socket, broker.bootstrap_servers()).start();
+
+    for args in [
+        vec![
+            "-c".into(),
+            config.clone().into_os_string(),
+            "status".into(),
+            "--json".into(),
+        ],
+        vec![
+            "status".into(),
+            "--json".into(),
+            "-c".into(),
+            config.clone().into_os_string(),
+        ],
+    ] {
+        let output = Command::new(shmkafkad_bin())
+            .args(&args)
+            // The file decides, not the environment.
+            .env("SHMKAFKA_SOCKET", dir.path().join("elsewhere.sock"))
+            .output()
+            .expect("running shmkafkad status");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        assert!(report["totals"].is_object(), "{report:#}");
+    }
+
+    // A file that cannot be read is named.
+    let missing = dir.path().join("missing.toml");
+    let output = Command::new(shmkafkad_bin())
+        .arg("-c")
+        .arg(&missing)
+        .arg("status")
+        .output()
+        .expect("running shmkafkad status");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&*missing.to_string_lossy()), "{stderr}");
+}

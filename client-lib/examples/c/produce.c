@@ -5,7 +5,9 @@
  *   cc -o produce produce.c $(pkg-config --cflags --libs shmkafka)
  *   ./produce [TOPIC] [COUNT] [SOCKET]
  *
- * Without pkg-config, from a workspace build:
+ * Without pkg-config, from the workspace root of a fresh checkout (make
+ * builds the library and its soname link target/release/libshmkafka.so.0):
+ *   make -C client-lib
  *   cc -I client-lib/include -o produce client-lib/examples/c/produce.c \
  *      -L target/release -lshmkafka -Wl,-rpath,$PWD/target/release
  */

@@ -14,6 +14,7 @@ use super::DrainThread;
 use crate::kafka::{
     ErrorClass, Header, KafkaErrorCode, OutgoingMessage, Persistence, ProduceError, Producer, Topic,
 };
+use crate::log_summary::{self, FailureKind};
 use crate::spool::{DeadLetters, PendingFailure};
 
 /// How record bytes reach librdkafka.
@@ -89,7 +90,10 @@ pub(super) fn produce_one(
             let code = e.code();
             match e.class() {
                 ErrorClass::Permanent => {
-                    warn!(seq = view.seq(), error = %e, "record refused by librdkafka");
+                    if log_summary::note_failure(FailureKind::Permanent(code.name().into_owned())) {
+                        warn!(seq = view.seq(), error = %e,
+                            "record refused by librdkafka (more of this error are summarised)");
+                    }
                     Step::Refused(code)
                 }
                 ErrorClass::Retriable => Step::Recover(Cause::Retriable(code)),

@@ -12,6 +12,7 @@ use super::opaque::Opaque;
 use super::recovery::{Cause, PurgeOrigin};
 use super::DrainThread;
 use crate::kafka::{ErrorClass, KafkaErrorCode};
+use crate::log_summary::{self, FailureKind};
 use crate::spool::{self, PendingFailure};
 
 /// What becomes of a record, given its delivery report. The one place
@@ -92,9 +93,12 @@ impl DrainThread {
                 Verdict::Spool(code) => {
                     failed_attempts = true;
                     let status = ring.persistence(seq, Some(report.status), 0);
-                    warn!(client = ring.client.id, seq, error = %code.name(),
-                        detail = report.error_detail.as_deref().unwrap_or(""),
-                        persistence = status.name(), "delivery failed permanently");
+                    if log_summary::note_failure(FailureKind::Permanent(code.name().into_owned())) {
+                        warn!(client = ring.client.id, seq, error = %code.name(),
+                            detail = report.error_detail.as_deref().unwrap_or(""),
+                            persistence = status.name(),
+                            "delivery failed permanently (more of this error are summarised)");
+                    }
                     // Still in flight: marked and released once spooled.
                     ring.awaiting_spool += 1;
                     self.dead_letters.defer(PendingFailure {

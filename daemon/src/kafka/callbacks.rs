@@ -175,6 +175,11 @@ pub(crate) unsafe extern "C" fn error_cb(
             reason = %fatal_reason,
             "fatal librdkafka error: this producer instance must be replaced"
         );
+    } else if code.name() == crate::log_summary::ALL_BROKERS_DOWN {
+        // Counted; the supervisor logs the outage when it begins and ends,
+        // and summarises it meanwhile (crate::log_summary).
+        let _ = super::client_errors::note_error(&code.name(), &reason);
+        tracing::debug!(target: super::log::LOG_TARGET, %reason, "all brokers down");
     } else if let super::client_errors::LogDecision::Write { held_back } =
         super::client_errors::note_error(&code.name(), &reason)
     {

@@ -125,6 +125,15 @@ pub fn note_log_line(facility: &str) -> LogDecision {
     }
 }
 
+/// When the error `name` was last seen, if ever.
+pub fn last_seen(name: &str) -> Option<SystemTime> {
+    registry()
+        .kinds
+        .get(&format!("error:{name}"))
+        .and_then(|k| k.error.as_ref())
+        .map(|e| e.last_seen)
+}
+
 /// Errors seen within [`RECENT`], most recent first.
 pub fn recent_errors() -> Vec<ClientError> {
     let now = SystemTime::now();
