@@ -15,6 +15,10 @@ pub use rdkafka::statistics::{Broker, Statistics, Topic, Window};
 
 use crate::metrics::encode::{counters, gauges, Labels};
 
+/// Topics exported per drain thread (the first by name): clients choose
+/// topic names, so the label set is capped like every other.
+pub const MAX_TOPIC_SERIES: usize = 128;
+
 /// Parses a statistics document; `None` if it is not one. `rdkafka`'s
 /// structs cover every field exported here; they need a whole document
 /// (every field librdkafka writes), which is what librdkafka hands over.
@@ -252,9 +256,12 @@ pub fn encode(encoder: &mut DescriptorEncoder<'_>, stats: &[(usize, Statistics)]
 
     let topics = || {
         stats.iter().flat_map(|(i, s)| {
-            s.topics.iter().map(move |(name, t)| {
+            let mut names: Vec<&String> = s.topics.keys().collect();
+            names.sort();
+            names.truncate(MAX_TOPIC_SERIES);
+            names.into_iter().map(move |name| {
                 let labels: Labels = vec![("drain", i.to_string()), ("topic", name.clone())];
-                (labels, t)
+                (labels, &s.topics[name])
             })
         })
     };
@@ -398,6 +405,21 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
         assert!(!text.contains("internal"), "{text}");
+    }
+
+    #[test]
+    fn topic_series_are_capped() {
+        let mut stats: Statistics = serde_json::from_str(&document()).unwrap();
+        let topic = stats.topics["orders"].clone();
+        for i in 0..1000 {
+            stats.topics.insert(format!("t{i:04}"), topic.clone());
+        }
+        let text = render(vec![(0, serde_json::to_string(&stats).unwrap())]);
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("rdkafka_topic_batch_size_avg_bytes{"))
+            .count();
+        assert_eq!(series, MAX_TOPIC_SERIES);
     }
 
     #[test]
