@@ -379,6 +379,9 @@ pub struct MetricsSection {
     /// librdkafka `statistics.interval.ms` while metrics are served (0: no
     /// `rdkafka_*` metrics); a `[kafka]` setting of it wins.
     pub statistics_interval_ms: u64,
+    /// Most (client name, uid) pairs given their own metric series; rings
+    /// of further pairs are counted under `client="other"`. Read at start.
+    pub max_client_series: usize,
 }
 
 impl Default for MetricsSection {
@@ -388,6 +391,7 @@ impl Default for MetricsSection {
             listen: String::new(),
             allow_non_loopback: false,
             statistics_interval_ms: DEFAULT_STATISTICS_INTERVAL_MS,
+            max_client_series: crate::metrics::client_series::DEFAULT_MAX_CLIENT_SERIES,
         }
     }
 }

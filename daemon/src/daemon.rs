@@ -47,6 +47,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         receivers.push(rx);
     }
     let registry = Arc::new(Registry::new(inboxes));
+    registry
+        .client_series()
+        .set_limit(config.metrics.max_client_series);
 
     crate::spool::probe_dir(&config.spool.dir);
     let mut drain_handles = Vec::new();

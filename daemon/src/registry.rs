@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
 use crate::client::Client;
+use crate::metrics::client_series::ClientSeries;
+use crate::metrics::snapshot::ClientSnapshot;
 
 /// What registering a ring may cost, per uid and for the whole daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +142,8 @@ pub struct Registry {
     clients: Mutex<BTreeMap<u64, (Arc<Client>, usize)>>,
     accounts: Mutex<Accounts>,
     drains: Vec<DrainSlot>,
+    /// Per-client metric series, which outlive the rings they count.
+    series: ClientSeries,
 }
 
 impl Registry {
@@ -149,6 +153,7 @@ impl Registry {
             clients: Mutex::new(BTreeMap::new()),
             accounts: Mutex::new(Accounts::default()),
             drains,
+            series: ClientSeries::default(),
         }
     }
 
@@ -258,16 +263,24 @@ impl Registry {
 
     /// Forgets a client whose ring is drained and released, and gives its
     /// room back to its uid.
+    /// Its counters are kept in its metric series.
     pub fn remove(&self, id: u64) {
-        let removed = self
-            .clients
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
-        if let Some((client, index)) = removed {
+        self.series.release_with(|| {
+            let removed = self
+                .clients
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            let (client, index) = removed?;
             self.drains[index].load.fetch_sub(1, Ordering::Relaxed);
             self.accounts().release(client.uid, client.mapped_bytes());
-        }
+            Some(ClientSnapshot::of(&client))
+        });
+    }
+
+    /// The per-client metric series.
+    pub fn client_series(&self) -> &ClientSeries {
+        &self.series
     }
 
     /// Snapshot of all clients.

@@ -184,6 +184,7 @@ impl DrainThread {
             ring.client.counters.failed.fetch_add(1, Ordering::Relaxed);
             ring.client.counters.spooled.fetch_add(1, Ordering::Relaxed);
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            self.stats.count_failure(failure.code);
             self.stats.spooled.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -1,21 +1,21 @@
-//! The `shmkafkad_*` metrics, read from [`Telemetry`] at every scrape.
+//! The `shmkafkad_*` and `process_*` metrics, read from [`Telemetry`] at
+//! every scrape.
 //!
-//! Per client the labels are `client_id` (unique for the daemon's
-//! lifetime), `name` (the client's label) and `pid`. A client disappears
-//! from the output once its ring is drained and released, so its counters
-//! start again from zero if it registers anew: `rate()` handles that as a
-//! counter reset.
+//! Per client the labels are `client` (the name the client gave) and `uid`:
+//! a bounded set that stays the same across the client's restarts (see
+//! [`crate::metrics::client_series`]). Pids and connection ids are in
+//! `shmkafkad status`, not in labels.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
+use crate::metrics::client_series::{SeriesKey, SeriesRow};
 use crate::metrics::encode::{counters, gauges, latency_histograms, Labels};
 use crate::metrics::snapshot::{ClientSnapshot, DrainSnapshot};
-use crate::metrics::{librdkafka, Telemetry};
+use crate::metrics::{librdkafka, process, Telemetry};
 
 /// Encodes everything [`Telemetry`] knows.
 #[derive(Clone)]
@@ -31,10 +31,21 @@ impl Collector for TelemetryCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
         let telemetry = &self.0;
         let e = &mut encoder;
-        process(e, telemetry)?;
+        process::encode(e)?;
+        build(e)?;
         clients(e, &telemetry.clients())?;
+        client_series(e, telemetry)?;
         drains(e, &telemetry.drains(), &telemetry.rates().busy)?;
         spool(e, telemetry)?;
+        counters(
+            e,
+            "shmkafkad_records_failed_by_error",
+            "Records that failed permanently, by librdkafka's error name",
+            telemetry
+                .failures_by_error()
+                .into_iter()
+                .map(|(name, count)| (vec![("error", name)], count as f64)),
+        )?;
         counters(
             e,
             "shmkafkad_kafka_errors",
@@ -48,17 +59,7 @@ impl Collector for TelemetryCollector {
     }
 }
 
-fn process(e: &mut DescriptorEncoder<'_>, telemetry: &Telemetry) -> fmt::Result {
-    let started = telemetry
-        .started()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    gauges(
-        e,
-        "shmkafkad_start_time_seconds",
-        "When the daemon started, seconds since the Unix epoch",
-        [(Vec::new(), started)],
-    )?;
+fn build(e: &mut DescriptorEncoder<'_>) -> fmt::Result {
     gauges(
         e,
         "shmkafkad_build_info",
@@ -86,65 +87,126 @@ fn clients(e: &mut DescriptorEncoder<'_>, clients: &[ClientSnapshot]) -> fmt::Re
         "shmkafkad_clients_registered",
         "Clients whose ring the daemon holds (connected, or gone and still being drained)",
         [(Vec::new(), clients.len() as f64)],
+    )
+}
+
+fn client_series(e: &mut DescriptorEncoder<'_>, telemetry: &Telemetry) -> fmt::Result {
+    let rows = telemetry.client_series();
+    let (keys, limit) = telemetry.client_series_usage();
+    gauges(
+        e,
+        "shmkafkad_client_series",
+        "Client names (with uid) given their own series; past metrics.max_client_series rings count under client=\"other\"",
+        [(Vec::new(), keys as f64)],
     )?;
-    let labels = |c: &ClientSnapshot| -> Labels {
-        vec![
-            ("client_id", c.id.to_string()),
-            ("name", c.name.clone()),
-            ("pid", c.pid.to_string()),
-        ]
-    };
-    type Field = fn(&ClientSnapshot) -> f64;
-    let client_gauges: [(&str, &str, Field); 6] = [
-        ("shmkafkad_client_ring_capacity_bytes", "Size of the client's ring", |c| c.capacity as f64),
-        ("shmkafkad_client_ring_fill_bytes", "Bytes of the client's ring not yet released: committed records waiting to be sent or acknowledged", |c| c.fill_bytes as f64),
-        ("shmkafkad_client_records_in_flight", "Records handed to librdkafka and not yet acknowledged or failed", |c| c.in_flight() as f64),
-        ("shmkafkad_client_connected", "1 while the client's control connection is open", |c| f64::from(u8::from(c.connected))),
-        ("shmkafkad_client_quarantined", "1 if the client's ring held garbage and is no longer drained", |c| f64::from(u8::from(c.quarantined))),
-        ("shmkafkad_client_topics", "Topic ids the client registered", |c| c.topics as f64),
+    gauges(
+        e,
+        "shmkafkad_client_series_limit",
+        "metrics.max_client_series",
+        [(Vec::new(), limit as f64)],
+    )?;
+    gauges(
+        e,
+        "shmkafkad_oldest_unacknowledged_age_seconds",
+        "Age of the oldest record any ring holds unacknowledged (0 when every ring is empty): records stuck",
+        [(
+            Vec::new(),
+            rows.iter()
+                .map(|(_, r)| r.oldest_unacknowledged_seconds)
+                .fold(0.0, f64::max),
+        )],
+    )?;
+    type Field = fn(&SeriesRow) -> f64;
+    let row_gauges: [(&str, &str, Field); 7] = [
+        (
+            "shmkafkad_client_rings",
+            "Rings the client has registered now",
+            |r| r.rings as f64,
+        ),
+        (
+            "shmkafkad_client_connections",
+            "Open control connections of the client",
+            |r| r.connections as f64,
+        ),
+        (
+            "shmkafkad_client_rings_quarantined",
+            "The client's rings that held garbage and are no longer drained",
+            |r| r.quarantined as f64,
+        ),
+        (
+            "shmkafkad_client_ring_capacity_bytes",
+            "Size of the client's rings",
+            |r| r.capacity_bytes as f64,
+        ),
+        (
+            "shmkafkad_client_held_bytes",
+            "Bytes held in the client's rings: committed records not yet acknowledged (or spooled)",
+            |r| r.held_bytes as f64,
+        ),
+        (
+            "shmkafkad_client_records_in_flight",
+            "Records handed to librdkafka and not yet acknowledged or failed",
+            |r| r.in_flight as f64,
+        ),
+        (
+            "shmkafkad_client_oldest_unacknowledged_age_seconds",
+            "Age of the oldest record the client's rings hold unacknowledged (0 when empty)",
+            |r| r.oldest_unacknowledged_seconds,
+        ),
     ];
-    for (name, help, field) in client_gauges {
-        gauges(e, name, help, clients.iter().map(|c| (labels(c), field(c))))?;
+    let labels = |k: &SeriesKey| -> Labels { k.labels() };
+    for (name, help, field) in row_gauges {
+        gauges(
+            e,
+            name,
+            help,
+            rows.iter().map(|(k, r)| (labels(k), field(r))),
+        )?;
     }
-    let client_counters: [(&str, &str, Field); 7] = [
+    let row_counters: [(&str, &str, Field); 7] = [
         (
             "shmkafkad_client_records_produced",
             "Records handed to librdkafka",
-            |c| c.produced as f64,
+            |r| r.totals.produced as f64,
         ),
         (
             "shmkafkad_client_records_acknowledged",
             "Records acknowledged by the broker",
-            |c| c.delivered as f64,
+            |r| r.totals.delivered as f64,
         ),
         (
             "shmkafkad_client_records_failed",
             "Records that failed permanently (reported to the client and spooled)",
-            |c| c.failed as f64,
+            |r| r.totals.failed as f64,
         ),
         (
             "shmkafkad_client_records_spooled",
             "Records written to the dead-letter spool",
-            |c| c.spooled as f64,
+            |r| r.totals.spooled as f64,
         ),
         (
             "shmkafkad_client_ring_written_bytes",
-            "Bytes the client claimed in its ring (records and padding)",
-            |c| c.written_bytes as f64,
+            "Bytes the client claimed in its rings (records and padding)",
+            |r| r.totals.written_bytes as f64,
         ),
         (
             "shmkafkad_client_ring_full_events",
             "Times the client found its ring full (counted by the client)",
-            |c| c.full_events as f64,
+            |r| r.totals.full_events as f64,
         ),
         (
             "shmkafkad_client_records_aborted",
             "Reservations the client dropped without commit (counted by the client)",
-            |c| c.aborted as f64,
+            |r| r.totals.aborted as f64,
         ),
     ];
-    for (name, help, field) in client_counters {
-        counters(e, name, help, clients.iter().map(|c| (labels(c), field(c))))?;
+    for (name, help, field) in row_counters {
+        counters(
+            e,
+            name,
+            help,
+            rows.iter().map(|(k, r)| (labels(k), field(r))),
+        )?;
     }
     Ok(())
 }

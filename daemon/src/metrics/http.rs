@@ -1,16 +1,26 @@
-//! A minimal HTTP/1.1 responder for `GET /metrics` on a std `TcpListener`.
+//! A small HTTP/1.1 responder for `GET /metrics` on a std `TcpListener`.
 //!
-//! Prometheus sends one small GET per scrape; a full HTTP stack would add
-//! dependencies and attack surface for nothing. One thread serves one
-//! connection at a time: the request is bounded in size and time, the
-//! answer is written and the connection closed (`Connection: close`), so a
-//! slow or hostile peer holds the endpoint for at most the timeouts below.
+//! Hand-written on purpose. The endpoint is loopback-only but any local
+//! process can connect, so it must keep bounded memory and threads and
+//! must not be stalled by a peer that connects and never sends. `tiny_http`
+//! hands each connection to a pool that grows a thread per waiting
+//! connection with no request deadline; `hyper` needs an async runtime
+//! (tokio) for one route. Here:
+//! - at most [`MAX_CONNECTIONS`] connections are served at once, each on
+//!   its own short-lived thread; a new one beyond that evicts the oldest
+//!   (preferring one still sending its request), so idle or trickling
+//!   peers cannot keep a scrape out;
+//! - a request head is at most [`MAX_REQUEST_BYTES`] and must arrive
+//!   whole within [`IO_TIMEOUT`] (a deadline for the head, not per read);
+//! - the answer is written with [`IO_TIMEOUT`] per write and the
+//!   connection closed (`Connection: close`).
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::{prometheus_text, text};
 use prometheus_client::registry::Registry;
@@ -19,31 +29,124 @@ use tracing::debug;
 /// Largest request head accepted (request line and headers); Prometheus
 /// sends a few hundred bytes.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
-/// How long a peer may take to send its request, and to take the answer.
+/// How long a peer may take to send its whole request head, and each
+/// write of the answer.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at once; a further one evicts the oldest.
+pub const MAX_CONNECTIONS: usize = 8;
+/// Threads alive at once: the served connections plus evicted ones still
+/// winding down (their socket is shut down, so they end at once).
+const MAX_THREADS: usize = 2 * MAX_CONNECTIONS;
 
 const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A connection being served, as the accepting thread sees it.
+struct Open {
+    id: u64,
+    /// A handle on the same socket, to shut it down when evicted.
+    socket: TcpStream,
+    /// Still reading the request (not yet answering).
+    reading: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct Connections {
+    open: VecDeque<Open>,
+    threads: usize,
+}
+
+#[derive(Default)]
+struct Tracker {
+    state: Mutex<Connections>,
+    thread_ended: Condvar,
+}
+
+impl Tracker {
+    fn lock(&self) -> MutexGuard<'_, Connections> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes room for one more connection: evicts the oldest beyond
+    /// [`MAX_CONNECTIONS`], waits while [`MAX_THREADS`] are alive.
+    fn admit(&self, id: u64, socket: TcpStream, reading: Arc<AtomicBool>) {
+        let mut state = self.lock();
+        if state.open.len() >= MAX_CONNECTIONS {
+            let victim = state
+                .open
+                .iter()
+                .position(|c| c.reading.load(Ordering::Relaxed))
+                .unwrap_or(0);
+            if let Some(evicted) = state.open.remove(victim) {
+                let _ = evicted.socket.shutdown(Shutdown::Both);
+            }
+        }
+        while state.threads >= MAX_THREADS {
+            state = self
+                .thread_ended
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        state.threads += 1;
+        state.open.push_back(Open {
+            id,
+            socket,
+            reading,
+        });
+    }
+
+    fn done(&self, id: u64) {
+        let mut state = self.lock();
+        state.open.retain(|c| c.id != id);
+        state.threads -= 1;
+        self.thread_ended.notify_all();
+    }
+
+    fn shut_all(&self) {
+        for c in &self.lock().open {
+            let _ = c.socket.shutdown(Shutdown::Both);
+        }
+    }
+}
 
 /// Serves `registry` on `listener` until `stop` is set (the setter then
 /// connects once to unblock `accept`).
 pub fn serve(listener: &TcpListener, registry: &Registry, stop: &Arc<AtomicBool>) {
-    for stream in listener.incoming() {
-        // SYNC POINT (metrics-stop): see `Endpoint::stop`.
-        if stop.load(Ordering::Acquire) {
-            break;
-        }
-        match stream {
-            Ok(stream) => {
-                if let Err(e) = answer(stream, registry) {
-                    debug!(error = %e, "metrics request failed");
+    let tracker = Tracker::default();
+    std::thread::scope(|scope| {
+        for (id, stream) in (0u64..).zip(listener.incoming()) {
+            // SYNC POINT (metrics-stop): see `Endpoint::stop`.
+            if stop.load(Ordering::Acquire) {
+                break;
+            }
+            let stream = match stream {
+                Ok(stream) => stream,
+                Err(e) => {
+                    debug!(error = %e, "metrics accept failed");
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
                 }
-            }
-            Err(e) => {
-                debug!(error = %e, "metrics accept failed");
-                std::thread::sleep(Duration::from_millis(10));
+            };
+            let Ok(handle) = stream.try_clone() else {
+                continue;
+            };
+            let reading = Arc::new(AtomicBool::new(true));
+            tracker.admit(id, handle, Arc::clone(&reading));
+            let tracker = &tracker;
+            let spawned = std::thread::Builder::new()
+                .name("shmkafkad-scrape".into())
+                .spawn_scoped(scope, move || {
+                    if let Err(e) = answer(stream, registry, &reading) {
+                        debug!(error = %e, "metrics request failed");
+                    }
+                    tracker.done(id);
+                });
+            if let Err(e) = spawned {
+                debug!(error = %e, "cannot start a metrics thread");
+                tracker.done(id);
             }
         }
-    }
+        tracker.shut_all();
+    });
 }
 
 /// What the request asked for.
@@ -91,13 +194,13 @@ pub fn parse(head: &[u8]) -> Request {
     Request::Metrics { openmetrics }
 }
 
-fn answer(mut stream: TcpStream, registry: &Registry) -> io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+fn answer(mut stream: TcpStream, registry: &Registry, reading: &AtomicBool) -> io::Result<()> {
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let request = match read_head(&mut stream)? {
+    let request = match read_head(&mut stream, Instant::now() + IO_TIMEOUT)? {
         Some(head) => parse(&head),
         None => Request::Bad,
     };
+    reading.store(false, Ordering::Relaxed);
     let (status, content_type, body) = match request {
         Request::Metrics { openmetrics } => {
             let mut body = String::with_capacity(16 * 1024);
@@ -135,12 +238,20 @@ fn answer(mut stream: TcpStream, registry: &Registry) -> io::Result<()> {
     stream.flush()
 }
 
-/// Reads up to the blank line ending the head; `None` if the peer sent more
-/// than [`MAX_REQUEST_BYTES`] without one or hung up early.
-fn read_head(stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
+/// Reads up to the blank line ending the head by `deadline`; `None` if the
+/// peer sent more than [`MAX_REQUEST_BYTES`] without one or hung up early.
+fn read_head(stream: &mut TcpStream, deadline: Instant) -> io::Result<Option<Vec<u8>>> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request head not complete in time",
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
         let n = stream.read(&mut buf)?;
         if n == 0 {
             return Ok(None);
@@ -188,21 +299,109 @@ mod tests {
         answer
     }
 
+    /// A server of one counter, `probe_total 3`.
+    struct Probe {
+        addr: std::net::SocketAddr,
+        stop: Arc<AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Probe {
+        fn start() -> Probe {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let thread = {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let mut registry = Registry::default();
+                    let counter: prometheus_client::metrics::counter::Counter = Default::default();
+                    counter.inc_by(3);
+                    registry.register("probe", "A probe", counter);
+                    serve(&listener, &registry, &stop);
+                })
+            };
+            Probe {
+                addr,
+                stop,
+                thread: Some(thread),
+            }
+        }
+    }
+
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            // SYNC POINT (metrics-stop), as in `Endpoint::stop`.
+            self.stop.store(true, Ordering::Release);
+            let _ = TcpStream::connect(self.addr);
+            if let Some(thread) = self.thread.take() {
+                thread.join().unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn idle_and_trickling_peers_do_not_keep_a_scrape_out() {
+        let probe = Probe::start();
+        // Peers that connect and send nothing, or a request that never ends.
+        let idle: Vec<TcpStream> = (0..4 * MAX_CONNECTIONS)
+            .map(|_| TcpStream::connect(probe.addr).unwrap())
+            .collect();
+        let mut trickler = TcpStream::connect(probe.addr).unwrap();
+        trickler.write_all(b"GET /metr").unwrap();
+        let started = Instant::now();
+        let mut scrape = TcpStream::connect(probe.addr).unwrap();
+        scrape
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        scrape.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        scrape
+            .read_to_string(&mut answer)
+            .expect("the scrape is answered while idle peers hold connections");
+        assert!(answer.ends_with("probe_total 3\n"), "{answer}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // The oldest idle peers were let go to make room.
+        let closed = idle
+            .iter()
+            .filter(|peer| {
+                let mut peer: &TcpStream = peer;
+                peer.set_read_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                match peer.read(&mut [0u8; 16]) {
+                    Ok(n) => n == 0,
+                    Err(e) => !matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ),
+                }
+            })
+            .count();
+        assert!(closed >= 3 * MAX_CONNECTIONS, "{closed} closed");
+        // A request head trickling in is cut at the deadline, however
+        // often bytes come.
+        let trickled = Instant::now();
+        trickler.set_read_timeout(Some(IO_TIMEOUT * 2)).unwrap();
+        let ended = loop {
+            let _ = trickler.write_all(b"i");
+            let mut buf = [0u8; 64];
+            trickler
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            match trickler.read(&mut buf) {
+                Ok(_) => break trickled.elapsed(),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => break trickled.elapsed(),
+            }
+            assert!(trickled.elapsed() < IO_TIMEOUT * 2, "never cut");
+        };
+        assert!(ended <= IO_TIMEOUT + Duration::from_secs(1), "{ended:?}");
+    }
+
     #[test]
     fn serves_metrics_404_and_refuses_oversized_heads() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let server = {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                let mut registry = Registry::default();
-                let counter: prometheus_client::metrics::counter::Counter = Default::default();
-                counter.inc_by(3);
-                registry.register("probe", "A probe", counter);
-                serve(&listener, &registry, &stop);
-            })
-        };
+        let probe = Probe::start();
+        let addr = probe.addr;
         let ok = exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
         assert!(
@@ -223,9 +422,5 @@ mod tests {
         let huge = vec![b'a'; MAX_REQUEST_BYTES + 1];
         let bad = exchange(addr, &huge);
         assert!(bad.starts_with("HTTP/1.1 400 "), "{bad}");
-        // SYNC POINT (metrics-stop), as in `Endpoint::stop`.
-        stop.store(true, Ordering::Release);
-        let _ = TcpStream::connect(addr);
-        server.join().unwrap();
     }
 }

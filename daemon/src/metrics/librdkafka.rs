@@ -5,121 +5,25 @@
 //! microseconds and are exported in seconds. Cumulative fields become
 //! counters, current levels gauges. The document is parsed at scrape time:
 //! it is the latest one librdkafka produced, so values may be up to one
-//! interval old.
+//! interval old. The document is read into the `rdkafka` crate's statistics
+//! structs, which hold every field exported here.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use prometheus_client::encoding::DescriptorEncoder;
-use serde::Deserialize;
+pub use rdkafka::statistics::{Broker, Statistics, Topic, Window};
 
 use crate::metrics::encode::{counters, gauges, Labels};
 
-/// The top level of the statistics document (the fields we export).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Statistics {
-    /// Messages in producer queues.
-    pub msg_cnt: f64,
-    /// Bytes of messages in producer queues.
-    pub msg_size: f64,
-    /// `queue.buffering.max.messages`.
-    pub msg_max: f64,
-    /// `queue.buffering.max.kbytes` in bytes.
-    pub msg_size_max: f64,
-    /// Ops waiting to be served by poll (delivery reports among them).
-    pub replyq: f64,
-    /// Requests sent to brokers.
-    pub tx: f64,
-    /// Bytes sent to brokers.
-    pub tx_bytes: f64,
-    /// Responses received from brokers.
-    pub rx: f64,
-    /// Bytes received from brokers.
-    pub rx_bytes: f64,
-    /// Messages sent to brokers.
-    pub txmsgs: f64,
-    /// Message bytes sent to brokers.
-    pub txmsg_bytes: f64,
-    /// Per broker, by librdkafka's broker name.
-    pub brokers: BTreeMap<String, Broker>,
-    /// Per topic.
-    pub topics: BTreeMap<String, Topic>,
-}
+/// Topics exported per drain thread (the first by name): clients choose
+/// topic names, so the label set is capped like every other.
+pub const MAX_TOPIC_SERIES: usize = 128;
 
-/// One broker connection.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Broker {
-    /// Broker id (-1 for bootstrap and internal brokers).
-    pub nodeid: i64,
-    /// `configured`, `learned`, `internal` or `logical`.
-    pub source: String,
-    /// Connection state; `UP` when usable.
-    pub state: String,
-    /// Requests waiting to be sent.
-    pub outbuf_cnt: f64,
-    /// Messages waiting to be sent.
-    pub outbuf_msg_cnt: f64,
-    /// Requests sent, awaiting a response.
-    pub waitresp_cnt: f64,
-    /// Messages sent, awaiting a response.
-    pub waitresp_msg_cnt: f64,
-    /// Requests sent.
-    pub tx: f64,
-    /// Bytes sent.
-    pub txbytes: f64,
-    /// Transmission errors.
-    pub txerrs: f64,
-    /// Request retries.
-    pub txretries: f64,
-    /// Requests timed out.
-    pub req_timeouts: f64,
-    /// Responses received.
-    pub rx: f64,
-    /// Bytes received.
-    pub rxbytes: f64,
-    /// Receive errors.
-    pub rxerrs: f64,
-    /// Connection attempts.
-    pub connects: f64,
-    /// Disconnects.
-    pub disconnects: f64,
-    /// Round-trip time, microseconds.
-    pub rtt: Window,
-    /// Time messages wait in the producer queue, microseconds.
-    pub int_latency: Window,
-    /// Time requests wait in the output buffer, microseconds.
-    pub outbuf_latency: Window,
-}
-
-/// A rolling window of one statistic.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Window {
-    /// Average.
-    pub avg: f64,
-    /// 99th percentile.
-    pub p99: f64,
-}
-
-/// One topic.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Topic {
-    /// Batch sizes in bytes.
-    pub batchsize: Window,
-    /// Messages per batch.
-    pub batchcnt: Window,
-}
-
-/// Parses a statistics document; `None` if it is not one (serde would take
-/// a JSON array for a struct, so the top level must be an object).
+/// Parses a statistics document; `None` if it is not one. `rdkafka`'s
+/// structs cover every field exported here; they need a whole document
+/// (every field librdkafka writes), which is what librdkafka hands over.
 pub fn parse(json: &str) -> Option<Statistics> {
-    match serde_json::from_str(json).ok()? {
-        value @ serde_json::Value::Object(_) => serde_json::from_value(value).ok(),
-        _ => None,
-    }
+    serde_json::from_str(json).ok()
 }
 
 /// Writes the `rdkafka_*` families for the parsed documents, each with the
@@ -128,28 +32,30 @@ pub fn encode(encoder: &mut DescriptorEncoder<'_>, stats: &[(usize, Statistics)]
     let drain = |i: usize| -> Labels { vec![("drain", i.to_string())] };
     type Field = fn(&Statistics) -> f64;
     let top_gauges: [(&str, &str, Field); 6] = [
-        ("rdkafka_msg_cnt", "Messages in the producer queues", |s| {
-            s.msg_cnt
-        }),
         (
-            "rdkafka_msg_size_bytes",
+            "rdkafka_producer_queue_messages",
+            "Messages in the producer queues",
+            |s| s.msg_cnt as f64,
+        ),
+        (
+            "rdkafka_producer_queue_bytes",
             "Bytes of messages in the producer queues",
-            |s| s.msg_size,
+            |s| s.msg_size as f64,
         ),
         (
-            "rdkafka_msg_max",
+            "rdkafka_producer_queue_max_messages",
             "Most messages the producer queues hold (queue.buffering.max.messages)",
-            |s| s.msg_max,
+            |s| s.msg_max as f64,
         ),
         (
-            "rdkafka_msg_size_max_bytes",
+            "rdkafka_producer_queue_max_bytes",
             "Most bytes the producer queues hold (queue.buffering.max.kbytes)",
-            |s| s.msg_size_max,
+            |s| s.msg_size_max as f64,
         ),
         (
-            "rdkafka_replyq",
+            "rdkafka_reply_queue_events",
             "Events waiting to be served by poll (delivery reports among them)",
-            |s| s.replyq,
+            |s| s.replyq as f64,
         ),
         (
             "rdkafka_brokers_up",
@@ -171,21 +77,27 @@ pub fn encode(encoder: &mut DescriptorEncoder<'_>, stats: &[(usize, Statistics)]
         )?;
     }
     let top_counters: [(&str, &str, Field); 6] = [
-        ("rdkafka_tx_requests", "Requests sent to brokers", |s| s.tx),
-        ("rdkafka_tx_bytes", "Bytes sent to brokers", |s| s.tx_bytes),
+        ("rdkafka_tx_requests", "Requests sent to brokers", |s| {
+            s.tx as f64
+        }),
+        ("rdkafka_tx_bytes", "Bytes sent to brokers", |s| {
+            s.tx_bytes as f64
+        }),
         (
             "rdkafka_rx_responses",
             "Responses received from brokers",
-            |s| s.rx,
+            |s| s.rx as f64,
         ),
         ("rdkafka_rx_bytes", "Bytes received from brokers", |s| {
-            s.rx_bytes
+            s.rx_bytes as f64
         }),
-        ("rdkafka_txmsgs", "Messages sent to brokers", |s| s.txmsgs),
+        ("rdkafka_tx_messages", "Messages sent to brokers", |s| {
+            s.txmsgs as f64
+        }),
         (
-            "rdkafka_txmsg_bytes",
+            "rdkafka_tx_message_bytes",
             "Message bytes sent to brokers",
-            |s| s.txmsg_bytes,
+            |s| s.txmsg_bytes as f64,
         ),
     ];
     for (name, help, field) in top_counters {
@@ -206,7 +118,7 @@ pub fn encode(encoder: &mut DescriptorEncoder<'_>, stats: &[(usize, Statistics)]
                     let labels: Labels = vec![
                         ("drain", i.to_string()),
                         ("broker", name.clone()),
-                        ("nodeid", b.nodeid.to_string()),
+                        ("node_id", b.nodeid.to_string()),
                     ];
                     (labels, b)
                 })
@@ -214,56 +126,61 @@ pub fn encode(encoder: &mut DescriptorEncoder<'_>, stats: &[(usize, Statistics)]
     };
     type BrokerField = fn(&Broker) -> f64;
     let seconds = |us: f64| us / 1e6;
-    let broker_gauges: [(&str, &str, BrokerField); 10] = [
+    let broker_gauges: [(&str, &str, BrokerField); 11] = [
+        (
+            "rdkafka_broker_state_age_seconds",
+            "Time since the broker connection last changed state",
+            |b| b.stateage as f64,
+        ),
         (
             "rdkafka_broker_up",
             "1 while the broker connection is UP",
             |b| f64::from(u8::from(b.state == "UP")),
         ),
         (
-            "rdkafka_broker_outbuf_cnt",
+            "rdkafka_broker_outbuf_requests",
             "Requests waiting to be sent to the broker",
-            |b| b.outbuf_cnt,
+            |b| b.outbuf_cnt as f64,
         ),
         (
-            "rdkafka_broker_outbuf_msg_cnt",
+            "rdkafka_broker_outbuf_messages",
             "Messages waiting to be sent to the broker",
-            |b| b.outbuf_msg_cnt,
+            |b| b.outbuf_msg_cnt as f64,
         ),
         (
-            "rdkafka_broker_waitresp_cnt",
+            "rdkafka_broker_waitresp_requests",
             "Requests sent, awaiting the broker's response",
-            |b| b.waitresp_cnt,
+            |b| b.waitresp_cnt as f64,
         ),
         (
-            "rdkafka_broker_waitresp_msg_cnt",
+            "rdkafka_broker_waitresp_messages",
             "Messages sent, awaiting the broker's response",
-            |b| b.waitresp_msg_cnt,
+            |b| b.waitresp_msg_cnt as f64,
         ),
         (
             "rdkafka_broker_rtt_avg_seconds",
-            "Broker round-trip time, average over the statistics window",
-            |b| b.rtt.avg,
+            "Broker round-trip time, average over the last statistics interval (a snapshot)",
+            |b| window(&b.rtt).avg as f64,
         ),
         (
             "rdkafka_broker_rtt_p99_seconds",
-            "Broker round-trip time, 99th percentile over the statistics window",
-            |b| b.rtt.p99,
+            "Broker round-trip time, 99th percentile over the last statistics interval (a snapshot)",
+            |b| window(&b.rtt).p99 as f64,
         ),
         (
             "rdkafka_broker_int_latency_avg_seconds",
-            "Time messages waited in the producer queue, average",
-            |b| b.int_latency.avg,
+            "Time messages waited in the producer queue, average over the last statistics interval (a snapshot)",
+            |b| window(&b.int_latency).avg as f64,
         ),
         (
             "rdkafka_broker_int_latency_p99_seconds",
-            "Time messages waited in the producer queue, 99th percentile",
-            |b| b.int_latency.p99,
+            "Time messages waited in the producer queue, 99th percentile over the last statistics interval (a snapshot)",
+            |b| window(&b.int_latency).p99 as f64,
         ),
         (
             "rdkafka_broker_outbuf_latency_p99_seconds",
-            "Time requests waited in the output buffer, 99th percentile",
-            |b| b.outbuf_latency.p99,
+            "Time requests waited in the output buffer, 99th percentile over the last statistics interval (a snapshot)",
+            |b| window(&b.outbuf_latency).p99 as f64,
         ),
     ];
     for (name, help, field) in broker_gauges {
@@ -282,50 +199,50 @@ pub fn encode(encoder: &mut DescriptorEncoder<'_>, stats: &[(usize, Statistics)]
         (
             "rdkafka_broker_tx_requests",
             "Requests sent to the broker",
-            |b| b.tx,
+            |b| b.tx as f64,
         ),
         ("rdkafka_broker_tx_bytes", "Bytes sent to the broker", |b| {
-            b.txbytes
+            b.txbytes as f64
         }),
         (
             "rdkafka_broker_tx_errors",
             "Transmission errors to the broker",
-            |b| b.txerrs,
+            |b| b.txerrs as f64,
         ),
         (
             "rdkafka_broker_tx_retries",
             "Requests retried to the broker",
-            |b| b.txretries,
+            |b| b.txretries as f64,
         ),
         (
-            "rdkafka_broker_req_timeouts",
+            "rdkafka_broker_request_timeouts",
             "Requests to the broker that timed out",
-            |b| b.req_timeouts,
+            |b| b.req_timeouts as f64,
         ),
         (
             "rdkafka_broker_rx_responses",
             "Responses received from the broker",
-            |b| b.rx,
+            |b| b.rx as f64,
         ),
         (
             "rdkafka_broker_rx_bytes",
             "Bytes received from the broker",
-            |b| b.rxbytes,
+            |b| b.rxbytes as f64,
         ),
         (
             "rdkafka_broker_rx_errors",
             "Receive errors from the broker",
-            |b| b.rxerrs,
+            |b| b.rxerrs as f64,
         ),
         (
             "rdkafka_broker_connects",
             "Connection attempts to the broker",
-            |b| b.connects,
+            |b| b.connects.unwrap_or(0) as f64,
         ),
         (
             "rdkafka_broker_disconnects",
             "Disconnects from the broker",
-            |b| b.disconnects,
+            |b| b.disconnects.unwrap_or(0) as f64,
         ),
     ];
     for (name, help, field) in broker_counters {
@@ -339,28 +256,31 @@ pub fn encode(encoder: &mut DescriptorEncoder<'_>, stats: &[(usize, Statistics)]
 
     let topics = || {
         stats.iter().flat_map(|(i, s)| {
-            s.topics.iter().map(move |(name, t)| {
+            let mut names: Vec<&String> = s.topics.keys().collect();
+            names.sort();
+            names.truncate(MAX_TOPIC_SERIES);
+            names.into_iter().map(move |name| {
                 let labels: Labels = vec![("drain", i.to_string()), ("topic", name.clone())];
-                (labels, t)
+                (labels, &s.topics[name])
             })
         })
     };
     type TopicField = fn(&Topic) -> f64;
     let topic_gauges: [(&str, &str, TopicField); 3] = [
         (
-            "rdkafka_topic_batchsize_avg_bytes",
-            "Produce batch size in bytes, average",
-            |t| t.batchsize.avg,
+            "rdkafka_topic_batch_size_avg_bytes",
+            "Produce batch size in bytes, average over the last statistics interval (a snapshot)",
+            |t| t.batchsize.avg as f64,
         ),
         (
-            "rdkafka_topic_batchsize_p99_bytes",
-            "Produce batch size in bytes, 99th percentile",
-            |t| t.batchsize.p99,
+            "rdkafka_topic_batch_size_p99_bytes",
+            "Produce batch size in bytes, 99th percentile over the last statistics interval (a snapshot)",
+            |t| t.batchsize.p99 as f64,
         ),
         (
-            "rdkafka_topic_batchcnt_avg",
-            "Messages per produce batch, average",
-            |t| t.batchcnt.avg,
+            "rdkafka_topic_batch_messages_avg",
+            "Messages per produce batch, average over the last statistics interval (a snapshot)",
+            |t| t.batchcnt.avg as f64,
         ),
     ];
     for (name, help, field) in topic_gauges {
@@ -372,6 +292,11 @@ pub fn encode(encoder: &mut DescriptorEncoder<'_>, stats: &[(usize, Statistics)]
         )?;
     }
     Ok(())
+}
+
+/// A broker's window, or zeros where librdkafka left it out.
+fn window(w: &Option<Window>) -> Window {
+    w.clone().unwrap_or_default()
 }
 
 /// librdkafka's internal and logical brokers are not connections.
@@ -399,23 +324,61 @@ mod tests {
         }
     }
 
-    /// Trimmed from a real document of librdkafka 2.x.
-    const DOCUMENT: &str = r#"{
-        "name": "rdkafka#producer-1", "type": "producer", "ts": 1, "time": 1, "age": 5000000,
-        "replyq": 2, "msg_cnt": 7, "msg_size": 700, "msg_max": 2000000, "msg_size_max": 1073741824,
-        "tx": 10, "tx_bytes": 2000, "rx": 9, "rx_bytes": 900, "txmsgs": 42, "txmsg_bytes": 4200,
-        "brokers": {
-            "127.0.0.1:9092/1": {"name": "127.0.0.1:9092/1", "nodeid": 1, "source": "learned",
-                "state": "UP", "outbuf_cnt": 0, "outbuf_msg_cnt": 3, "waitresp_cnt": 1,
-                "waitresp_msg_cnt": 5, "tx": 10, "txbytes": 2000, "txerrs": 1, "txretries": 2,
-                "req_timeouts": 0, "rx": 9, "rxbytes": 900, "rxerrs": 0, "connects": 1,
-                "disconnects": 0, "rtt": {"min": 100, "max": 900, "avg": 250, "p99": 800},
-                "int_latency": {"avg": 5000, "p99": 6000}, "outbuf_latency": {"avg": 1, "p99": 20}},
-            ":0/internal": {"name": ":0/internal", "nodeid": -1, "source": "internal", "state": "UP"}
-        },
-        "topics": {"orders": {"topic": "orders", "batchsize": {"avg": 1000, "p99": 4000},
-            "batchcnt": {"avg": 10, "p99": 40}, "partitions": {}}}
-    }"#;
+    /// A whole document as librdkafka writes it (every field present),
+    /// with the values the test reads set.
+    fn document() -> String {
+        let up = Broker {
+            name: "127.0.0.1:9092/1".into(),
+            nodeid: 1,
+            source: "learned".into(),
+            state: "UP".into(),
+            stateage: 2_000_000,
+            outbuf_msg_cnt: 3,
+            waitresp_cnt: 1,
+            waitresp_msg_cnt: 5,
+            tx: 10,
+            txbytes: 2000,
+            txerrs: 1,
+            txretries: 2,
+            connects: Some(1),
+            rtt: Some(Window {
+                avg: 250,
+                p99: 800,
+                ..Window::default()
+            }),
+            ..Broker::default()
+        };
+        let internal = Broker {
+            name: ":0/internal".into(),
+            nodeid: -1,
+            source: "internal".into(),
+            state: "UP".into(),
+            ..Broker::default()
+        };
+        let topic = Topic {
+            topic: "orders".into(),
+            batchsize: Window {
+                avg: 1000,
+                p99: 4000,
+                ..Window::default()
+            },
+            ..Topic::default()
+        };
+        let stats = Statistics {
+            name: "rdkafka#producer-1".into(),
+            client_type: "producer".into(),
+            msg_cnt: 7,
+            txmsgs: 42,
+            brokers: [
+                ("127.0.0.1:9092/1".to_owned(), up),
+                (":0/internal".to_owned(), internal),
+            ]
+            .into(),
+            topics: [("orders".to_owned(), topic)].into(),
+            ..Statistics::default()
+        };
+        serde_json::to_string(&stats).unwrap()
+    }
 
     fn render(docs: Vec<(usize, String)>) -> String {
         let mut registry = Registry::default();
@@ -427,16 +390,17 @@ mod tests {
 
     #[test]
     fn document_becomes_rdkafka_metrics() {
-        let text = render(vec![(0, DOCUMENT.to_owned())]);
+        let text = render(vec![(0, document())]);
         for line in [
-            "rdkafka_msg_cnt{drain=\"0\"} 7",
-            "rdkafka_txmsgs_total{drain=\"0\"} 42",
+            "rdkafka_producer_queue_messages{drain=\"0\"} 7",
+            "rdkafka_tx_messages_total{drain=\"0\"} 42",
             "rdkafka_brokers_up{drain=\"0\"} 1",
-            "rdkafka_broker_outbuf_msg_cnt{drain=\"0\",broker=\"127.0.0.1:9092/1\",nodeid=\"1\"} 3",
-            "rdkafka_broker_tx_errors_total{drain=\"0\",broker=\"127.0.0.1:9092/1\",nodeid=\"1\"} 1",
-            "rdkafka_broker_rtt_avg_seconds{drain=\"0\",broker=\"127.0.0.1:9092/1\",nodeid=\"1\"} 0.00025",
-            "rdkafka_broker_rtt_p99_seconds{drain=\"0\",broker=\"127.0.0.1:9092/1\",nodeid=\"1\"} 0.0008",
-            "rdkafka_topic_batchsize_avg_bytes{drain=\"0\",topic=\"orders\"} 1000",
+            "rdkafka_broker_outbuf_messages{drain=\"0\",broker=\"127.0.0.1:9092/1\",node_id=\"1\"} 3",
+            "rdkafka_broker_tx_errors_total{drain=\"0\",broker=\"127.0.0.1:9092/1\",node_id=\"1\"} 1",
+            "rdkafka_broker_rtt_avg_seconds{drain=\"0\",broker=\"127.0.0.1:9092/1\",node_id=\"1\"} 0.00025",
+            "rdkafka_broker_rtt_p99_seconds{drain=\"0\",broker=\"127.0.0.1:9092/1\",node_id=\"1\"} 0.0008",
+            "rdkafka_broker_state_age_seconds{drain=\"0\",broker=\"127.0.0.1:9092/1\",node_id=\"1\"} 2",
+            "rdkafka_topic_batch_size_avg_bytes{drain=\"0\",topic=\"orders\"} 1000",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
@@ -444,13 +408,24 @@ mod tests {
     }
 
     #[test]
-    fn garbage_and_missing_documents_are_skipped() {
+    fn topic_series_are_capped() {
+        let mut stats: Statistics = serde_json::from_str(&document()).unwrap();
+        let topic = stats.topics["orders"].clone();
+        for i in 0..1000 {
+            stats.topics.insert(format!("t{i:04}"), topic.clone());
+        }
+        let text = render(vec![(0, serde_json::to_string(&stats).unwrap())]);
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("rdkafka_topic_batch_size_avg_bytes{"))
+            .count();
+        assert_eq!(series, MAX_TOPIC_SERIES);
+    }
+
+    #[test]
+    fn garbage_and_partial_documents_are_skipped() {
         assert!(parse("not json").is_none());
         assert_eq!(render(vec![(0, "[1]".to_owned())]), "");
-        let partial = render(vec![(1, "{\"msg_cnt\": 3}".to_owned())]);
-        assert!(
-            partial.contains("rdkafka_msg_cnt{drain=\"1\"} 3"),
-            "{partial}"
-        );
+        assert_eq!(render(vec![(1, "{\"msg_cnt\": 3}".to_owned())]), "");
     }
 }

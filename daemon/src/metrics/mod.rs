@@ -13,10 +13,15 @@
 //! - [`latency`]: the drain threads' lock-free latency histogram.
 //! - [`spool_size`]: bytes and files in the dead-letter spool.
 //! - [`librdkafka`]: librdkafka's statistics JSON as `rdkafka_*` metrics.
+//! - [`client_series`]: per-client series by name and uid, bounded.
+//! - [`backlog_age`]: how long the oldest unacknowledged record waited.
+//! - [`process`]: the `process_*` metrics.
 //! - [`encode`], [`collector`]: the `shmkafkad_*` metrics.
 //! - [`http`], [`endpoint`]: the loopback HTTP responder and its lifecycle.
 //! - [`status`]: the status command's table and JSON.
 
+pub mod backlog_age;
+pub mod client_series;
 pub mod collector;
 pub mod drain_stats;
 pub mod encode;
@@ -24,6 +29,7 @@ pub mod endpoint;
 pub mod http;
 pub mod latency;
 pub mod librdkafka;
+pub mod process;
 pub mod rates;
 pub mod snapshot;
 pub mod spool_size;
@@ -52,6 +58,7 @@ pub struct Telemetry {
     spool_dir: PathBuf,
     started: SystemTime,
     sampler: Mutex<rates::Sampler>,
+    backlog: Mutex<backlog_age::BacklogAges>,
 }
 
 impl Telemetry {
@@ -64,6 +71,7 @@ impl Telemetry {
             spool_dir,
             started: SystemTime::now(),
             sampler: Mutex::new(rates::Sampler::default()),
+            backlog: Mutex::new(backlog_age::BacklogAges::default()),
         }
     }
 
@@ -97,7 +105,40 @@ impl Telemetry {
     /// every tick.
     pub fn tick(&self) {
         let (clients, drains) = (self.clients(), self.drains());
-        self.sampler().record(Instant::now(), &clients, &drains);
+        let now = Instant::now();
+        self.sampler().record(now, &clients, &drains);
+        self.backlog().record(now, &clients);
+    }
+
+    /// Every per-client series (by name and uid), with the age of the
+    /// oldest unacknowledged record of its rings.
+    pub fn client_series(&self) -> Vec<(client_series::SeriesKey, client_series::SeriesRow)> {
+        let now = Instant::now();
+        let backlog = self.backlog();
+        self.registry
+            .client_series()
+            .rows(|| self.clients(), |c| backlog.oldest_seconds(now, c))
+    }
+
+    /// Keys with their own series, and the cap.
+    pub fn client_series_usage(&self) -> (usize, usize) {
+        self.registry.client_series().usage()
+    }
+
+    /// Seconds the oldest unacknowledged record of client `c` has waited.
+    pub fn oldest_unacknowledged_seconds(&self, c: &snapshot::ClientSnapshot) -> f64 {
+        self.backlog().oldest_seconds(Instant::now(), c)
+    }
+
+    /// Records failed permanently, by error name, over all drain threads.
+    pub fn failures_by_error(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut total = std::collections::BTreeMap::new();
+        for drain in &self.drains {
+            for (name, n) in drain.stats.failures_by_error() {
+                *total.entry(name).or_default() += n;
+            }
+        }
+        total
     }
 
     /// Rates over the sampling window.
@@ -128,6 +169,10 @@ impl Telemetry {
     /// When the daemon started.
     pub fn started(&self) -> SystemTime {
         self.started
+    }
+
+    fn backlog(&self) -> std::sync::MutexGuard<'_, backlog_age::BacklogAges> {
+        self.backlog.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn sampler(&self) -> std::sync::MutexGuard<'_, rates::Sampler> {

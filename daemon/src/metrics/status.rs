@@ -43,7 +43,12 @@ impl Telemetry {
         let with_rates = rates.span_seconds > 0.0;
         let client_rows: Vec<Value> = clients
             .iter()
-            .map(|c| client_json(c, rate_json(rates.clients.get(&c.id))))
+            .map(|c| {
+                let mut row = client_json(c, rate_json(rates.clients.get(&c.id)));
+                row["oldest_unacknowledged_seconds"] =
+                    json!(round(self.oldest_unacknowledged_seconds(c)));
+                row
+            })
             .collect();
         let drain_rows: Vec<Value> = drains
             .iter()
@@ -80,6 +85,7 @@ impl Telemetry {
                 "spooled": drains.iter().map(|d| d.spooled).sum::<u64>(),
                 "in_flight": clients.iter().map(ClientSnapshot::in_flight).sum::<u64>(),
                 "backlog_bytes": clients.iter().map(|c| c.fill_bytes).sum::<u64>(),
+                "failed_by_error": self.failures_by_error(),
                 "rate": rate_json(with_rates.then_some(&rates.total)),
             },
             "clients": client_rows,
