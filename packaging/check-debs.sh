@@ -7,8 +7,9 @@
 #
 #   packaging/check-debs.sh [dir]      # default: target/debian
 #
-# Prints every failed check, then exits 1 if there was one.
-set -euo pipefail
+# Prints every failed check, then exits 1 if there was one. No `set -e`:
+# a missing piece is reported by its check, and the others still run.
+set -uo pipefail
 
 dir="${1:-target/debian}"
 failures=0
@@ -18,7 +19,7 @@ fail() {
 }
 pass() { echo "ok: $*"; }
 
-work="$(mktemp -d)"
+work="$(mktemp -d)" || exit 1
 trap 'rm -rf "$work"' EXIT
 
 # The .deb of each package, by its control field (file names may vary).
@@ -37,12 +38,12 @@ if ((failures)); then
 fi
 pass "packages: ${!deb[*]}"
 
-multiarch="$(dpkg-architecture -q DEB_HOST_MULTIARCH)"
+multiarch="$(dpkg-architecture -q DEB_HOST_MULTIARCH)" || exit 1
 libdir="usr/lib/$multiarch"
 
 # Unpacks a package (data and control) into $work/<package>.
 unpack() {
-    dpkg-deb --raw-extract "${deb[$1]}" "$work/$1"
+    dpkg-deb --raw-extract "${deb[$1]}" "$work/$1" || exit 1
 }
 for package in "${!deb[@]}"; do
     unpack "$package"
