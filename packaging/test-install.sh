@@ -17,6 +17,7 @@
 # shellcheck disable=SC2016
 set -euo pipefail
 
+source_dir="$(cd "$(dirname "$0")/.." && pwd)"
 dir="$(realpath "${1:-target/debian}")"
 mirror="${SHMKAFKA_TEST_MIRROR:-http://deb.debian.org/debian}"
 
@@ -181,6 +182,26 @@ expect_link "$libdir/libshmkafka.so" libshmkafka.so.0
 expect "the header and static library are installed" test -f /usr/include/shmkafka.h -a -f "$libdir/libshmkafka.a"
 expect "shmkafka.pc names the library directory" grep -qx "libdir=$libdir" "$libdir/pkgconfig/shmkafka.pc"
 
+echo "== a C program built against libshmkafka-dev"
+apt_in_root install --no-install-recommends gcc libc6-dev pkgconf > /dev/null
+cp "$source_dir/client-lib/examples/c/produce.c" "$root/tmp/produce.c"
+expect "the C example builds with pkg-config shmkafka" sh -c \
+    'cc -o /tmp/produce /tmp/produce.c $(pkg-config --cflags --libs shmkafka)'
+expect "it loads libshmkafka.so.0 from $libdir" sh -c \
+    "ldd /tmp/produce | grep -q 'libshmkafka.so.0 => \(/usr\)\?/lib/$multiarch/libshmkafka.so.0'"
+# Without a daemon it runs into the library and fails to connect, naming
+# the socket.
+output="$(in_root /tmp/produce topic 1 /run/shmkafka/absent.sock 2>&1 || true)"
+if grep -q 'connect: .*absent.sock' <<< "$output"; then
+    pass "the program runs and reports: $output"
+else
+    fail "the C example should fail to connect to /run/shmkafka/absent.sock: $output"
+fi
+# The static library links with pkg-config's private libraries alone.
+expect "the C example links libshmkafka.a statically" sh -c \
+    "cc -o /tmp/produce-static /tmp/produce.c \$(pkg-config --cflags shmkafka) $libdir/libshmkafka.a \
+        \$(pkg-config --static --libs shmkafka | sed 's/-lshmkafka //') && ! ldd /tmp/produce-static | grep -q libshmkafka"
+
 echo "== upgrade"
 # A later version whose example configuration changed: dpkg replaces the
 # unmodified conffile, and must keep its owner and mode (the daemon reads
@@ -218,6 +239,7 @@ done
 expect_not "/etc/shmkafka is gone" test -e /etc/shmkafka
 expect_not "/var/lib/shmkafka is gone" test -e /var/lib/shmkafka
 expect_not "no stat override is left" sh -c 'dpkg-statoverride --list | grep shmkafka'
+expect_not "no unit state is left" sh -c 'find /etc/systemd /var/lib/systemd -name "*shmkafkad*" | grep .'
 if in_loader_cache; then
     fail "libshmkafka.so.0 is still in the loader cache after purge"
 else
