@@ -6,12 +6,13 @@
 # group, directories, conffile and permissions; the library's links and
 # loader cache; an upgrade keeps the configuration's permissions and the
 # administrator's edits; remove keeps the configuration, purge removes it.
+# The C example is built against libshmkafka-dev, shared and static.
 # No systemd runs in the root, so nothing is started.
 #
 #   packaging/test-install.sh [dir]      # default: target/debian
 #
 # Needs root and debootstrap. SHMKAFKA_TEST_MIRROR overrides the mirror
-# (default http://deb.debian.org/debian). Takes about a minute.
+# (default http://deb.debian.org/debian). Takes one to two minutes.
 
 # dpkg-query formats and the perl code are meant literally (SC2016).
 # shellcheck disable=SC2016
@@ -210,7 +211,8 @@ next="$root/next"
 dpkg-deb --raw-extract "${deb[shmkafkad]}" "$next"
 sed -i "s/^Version: .*/Version: $version+next1/" "$next/DEBIAN/control"
 echo "# next version" >> "$next/etc/shmkafka/shmkafkad.toml"
-(cd "$next" && find etc usr lib -type f -exec md5sum {} + 2> /dev/null) > "$next/DEBIAN/md5sums"
+(cd "$next" && find . -path ./DEBIAN -prune -o -type f -exec md5sum {} + | sed 's#  \./#  #') \
+    > "$next/DEBIAN/md5sums"
 dpkg-deb --root-owner-group --build "$next" "$root/debs/shmkafkad_next.deb" > /dev/null
 rm -rf "$next"
 in_root dpkg -i /debs/shmkafkad_next.deb
