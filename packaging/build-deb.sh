@@ -8,7 +8,7 @@
 #
 # and a -dbgsym package with the debug info of each of the first two.
 #
-#   packaging/build-deb.sh      # -> target/debian/*_<version>-1_<arch>.deb
+#   packaging/build-deb.sh      # -> target/debian/*_<version>-<revision>_<arch>.deb
 #
 # cargo builds the daemon and libshmkafka (release); the files go into an
 # install tree (`make -C client-lib install` for the library), which
