@@ -1,66 +1,74 @@
 #!/usr/bin/env bash
-# Builds the shmkafkad .deb and lists its contents.
+# Builds the Debian packages into target/debian/:
 #
-#   packaging/build-deb.sh            # -> target/debian/shmkafkad_<version>-1_amd64.deb
+#   shmkafkad        the daemon, its unit, sysusers/tmpfiles files, the
+#                    example configuration and shmkafka-tune
+#   libshmkafka0     the shared library (what applications load)
+#   libshmkafka-dev  header, pkg-config file, static library, libshmkafka.so
 #
-# Installs cargo-deb if missing (from crates.io, pinned), builds libshmkafka
-# and stages it with `make -C client-lib install` (soname links, static
-# library, header, pkg-config file), then runs `cargo deb`, which builds the
-# daemon in release mode and packs what daemon/Cargo.toml's
-# [package.metadata.deb] lists. Honours CARGO_TARGET_DIR.
+# and a -dbgsym package with the debug info of each of the first two.
+#
+#   packaging/build-deb.sh      # -> target/debian/*_<version>-<revision>_<arch>.deb
+#
+# cargo builds the daemon and libshmkafka (release); the files go into an
+# install tree (`make -C client-lib install` for the library), which
+# dpkg-buildpackage packs with debhelper and packaging/debian/.
+# Needs dpkg-dev and debhelper. Honours CARGO_TARGET_DIR.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-# Pinned: 3.x needs Rust >= 1.85; --locked builds with its tested lockfile.
-CARGO_DEB_VERSION="${CARGO_DEB_VERSION:-3.8.0}"
-# The library paths in daemon/Cargo.toml are Debian's multiarch directory
-# for amd64; other architectures need their own asset list.
-MULTIARCH="x86_64-linux-gnu"
-
-arch="$(uname -m)"
-if [ "$arch" != x86_64 ]; then
-    echo "build-deb.sh: packaging is set up for x86_64 only (this is $arch)" >&2
-    exit 2
-fi
-
-if ! cargo deb --version > /dev/null 2>&1; then
-    echo "build-deb.sh: installing cargo-deb $CARGO_DEB_VERSION" >&2
-    cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked
-fi
+for tool in dpkg-buildpackage dh; do
+    if ! command -v "$tool" > /dev/null; then
+        echo "build-deb.sh: $tool not found (apt-get install dpkg-dev debhelper)" >&2
+        exit 1
+    fi
+done
 
 target_dir="$(cargo metadata --format-version 1 --no-deps \
     | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)"
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)"
-
-# Only what the package holds (cargo-deb alone would build the workspace).
-cargo build --release -p shmkafkad --bin shmkafkad
-stage="$target_dir/release/deb-stage"
-rm -rf "$stage"
-make -C client-lib install PREFIX=/usr LIBDIR="/usr/lib/$MULTIARCH" DESTDIR="$stage"
-lib="$stage/usr/lib/$MULTIARCH"
-if [ ! -f "$lib/libshmkafka.so.$version" ]; then
-    echo "build-deb.sh: expected $lib/libshmkafka.so.$version; update the library" \
-        "file name in daemon/Cargo.toml's [package.metadata.deb] assets" >&2
+deb_version="$(dpkg-parsechangelog -l packaging/debian/changelog -S Version)"
+if [ "${deb_version%-*}" != "$version" ]; then
+    echo "build-deb.sh: packaging/debian/changelog is at $deb_version but Cargo.toml at" \
+        "$version; add a changelog entry (dch -v $version-1)" >&2
     exit 1
 fi
-# The libraries carry the release profile's debug info (5 MB of 6 in the
-# shared one); cargo-deb strips only what it built itself.
-strip --strip-debug "$lib/libshmkafka.so.$version" "$lib/libshmkafka.a"
+multiarch="$(dpkg-architecture -q DEB_HOST_MULTIARCH)"
 
-# Executables and the shared library are stripped; their debug symbols go
-# to a separate -dbgsym.ddeb. cargo-deb prints the package path on stdout.
-deb="$(cargo deb -p shmkafkad --no-build --dbgsym | tail -n1)"
-echo "built $deb"
-# librdkafka links the system's OpenSSL, SASL and zstd, so their security
-# updates reach the daemon: the package must depend on them.
-depends="$(dpkg-deb -f "$deb" Depends)"
-for lib in libssl libsasl2 libzstd; do
-    if ! grep -q "$lib" <<< "$depends"; then
-        echo "build-deb.sh: $deb does not depend on $lib (Depends: $depends)" >&2
-        exit 1
-    fi
+cargo build --release -p shmkafkad --bin shmkafkad -p shmkafka-ffi
+
+work="$target_dir/debian-build"
+src="$work/shmkafka-$version"
+stage="$src/stage"
+rm -rf "$work"
+mkdir -p "$stage"
+# -L: the unit in packaging/debian/ is a link to systemd/.
+cp -rL packaging/debian "$src/debian"
+cp README.md "$src/"
+
+make -C client-lib install PREFIX=/usr LIBDIR="/usr/lib/$multiarch" DESTDIR="$stage"
+install -D -m 0755 "$target_dir/release/shmkafkad" "$stage/usr/bin/shmkafkad"
+install -D -m 0755 sysctl/shmkafka-tune "$stage/usr/sbin/shmkafka-tune"
+# The sysctl drop-in is data for shmkafka-tune, not installed into
+# /usr/lib/sysctl.d: it would change host-wide TCP settings (and could lower
+# values the host raised) on mere installation. `shmkafka-tune apply` writes
+# it to /etc/sysctl.d without lowering anything.
+install -D -m 0644 sysctl/60-shmkafka.conf "$stage/usr/share/shmkafka/60-shmkafka.conf"
+install -D -m 0644 systemd/shmkafka.sysusers "$stage/usr/lib/sysusers.d/shmkafka.conf"
+install -D -m 0644 systemd/shmkafka.tmpfiles "$stage/usr/lib/tmpfiles.d/shmkafka.conf"
+# Under /etc, so a conffile: kept on upgrade when the administrator changed it.
+install -D -m 0644 systemd/shmkafkad.toml "$stage/etc/shmkafka/shmkafkad.toml"
+
+(cd "$src" && dpkg-buildpackage --build=binary --no-sign --no-check-builddeps)
+
+out="$target_dir/debian"
+rm -rf "$out"
+mkdir -p "$out"
+mv "$work"/*.deb "$out"/
+for deb in "$out"/*.deb; do
+    echo "== $deb"
+    dpkg-deb --field "$deb" Package Version Architecture Depends
+    dpkg-deb --contents "$deb"
 done
-dpkg-deb --info "$deb"
-dpkg-deb --contents "$deb"
