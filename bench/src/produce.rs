@@ -88,7 +88,9 @@ pub struct ProduceArgs {
     /// `kafka.PROP` sets a librdkafka property; any other `section.key`
     /// takes a TOML value, e.g.
     /// `--variant 'pinned:drain.cpus=[1];drain.kafka_thread_cpus=[0]'`,
-    /// `--variant 'linger0:kafka.linger.ms=0'`; the pseudo-key `bin=PATH`
+    /// `--variant 'linger0:kafka.linger.ms=0'`; the pseudo-key
+    /// `client.delivery_reports=true` makes its clients read a delivery
+    /// report per record; the pseudo-key `bin=PATH`
     /// runs another daemon executable. Every variant runs its own
     /// daemon; each case runs them one after another with the in-process
     /// producer, so their ratios share one machine state.
@@ -117,6 +119,11 @@ pub struct ProduceChildArgs {
     /// What the values hold.
     #[arg(long, value_enum, default_value_t = Payload::Pattern)]
     pub payload: Payload,
+    /// Daemon path: read a delivery report for every record (polled every
+    /// 256 sends, the rest after the last), counting delivered records from
+    /// the reports.
+    #[arg(long)]
+    pub delivery_reports: bool,
 }
 
 /// Paces a sender to `rate` records per second in bursts: what is due is
@@ -216,6 +223,7 @@ fn child_daemon(args: &ProduceChildArgs, values: &[Vec<u8>]) -> anyhow::Result<C
     let producer = ShmProducer::connect_with(ProducerOptions {
         socket_path: args.target.socket.clone(),
         client_name: format!("bench-{}", args.index),
+        delivery_reports: args.delivery_reports,
         ..ProducerOptions::default()
     })?;
     let topic = producer.topic(&args.target.topic)?;
@@ -223,19 +231,39 @@ fn child_daemon(args: &ProduceChildArgs, values: &[Vec<u8>]) -> anyhow::Result<C
     let start_ns = wall_ns();
     let base = (args.index as u64) << 40;
     let pacer = Pacer::new(args.rate);
+    let (mut delivered, mut failed) = (0u64, 0u64);
+    let mut count = |report: shmkafka_client::DeliveryReport| match report.result {
+        Ok(_) => delivered += 1,
+        Err(_) => failed += 1,
+    };
     for i in 0..args.records as u64 {
         pacer.wait_for(i);
         let key = (base + i).to_be_bytes();
         let value = &values[i as usize % values.len()];
         producer.send(&topic, &Message::new().key(&key).value(value))?;
+        if args.delivery_reports && i % 256 == 255 {
+            producer.poll_reports(Duration::ZERO, usize::MAX, &mut count)?;
+        }
     }
     let report = producer.flush(Duration::from_secs(600))?;
+    if args.delivery_reports {
+        // Every outcome is in; read the reports that remain.
+        while producer.poll_reports(Duration::ZERO, usize::MAX, &mut count)? > 0 {}
+        anyhow::ensure!(
+            delivered + failed == args.records as u64,
+            "{} reports for {} records",
+            delivered + failed,
+            args.records
+        );
+    } else {
+        failed = report.failures.len() as u64;
+        delivered = args.records as u64 - failed;
+    }
     let end_ns = wall_ns();
-    let failed = report.failures.len() as u64;
     Ok(ChildReport {
         start_ns,
         end_ns,
-        delivered: args.records as u64 - failed,
+        delivered,
         failed,
         cpu_s: self_cpu_seconds() - cpu0,
     })
@@ -306,6 +334,8 @@ pub(crate) struct Case<'a> {
     rate_per_client: u64,
     payload: Payload,
     broker_pids: &'a [u32],
+    /// Clients read a delivery report per record (daemon path).
+    delivery_reports: bool,
 }
 
 fn run_case(
@@ -349,6 +379,9 @@ fn run_case(
             .stdout(Stdio::piped());
         if let Some(d) = daemon {
             command.arg("--socket").arg(d.socket());
+        }
+        if case.delivery_reports {
+            command.arg("--delivery-reports");
         }
         children.push(spawn_guarded(&mut command)?);
     }
@@ -417,6 +450,9 @@ pub struct Variant {
     pub toml: String,
     /// Daemon executable (default: `shmkafkad` beside this binary).
     pub binary: Option<PathBuf>,
+    /// Clients read a delivery report per record (pseudo-key
+    /// `client.delivery_reports=true`).
+    pub delivery_reports: bool,
 }
 
 /// Parses `LABEL:KEY=VALUE;KEY=VALUE` (see [`ProduceArgs::variants`]).
@@ -428,12 +464,19 @@ pub fn parse_variant(spec: &str) -> anyhow::Result<Variant> {
     );
     let mut sections: Vec<(String, Vec<String>)> = Vec::new();
     let mut binary = None;
+    let mut delivery_reports = false;
     for setting in settings.split(';').map(str::trim).filter(|s| !s.is_empty()) {
         let (key, value) = setting
             .split_once('=')
             .with_context(|| format!("{setting:?}: expected KEY=VALUE"))?;
         if key == "bin" {
             binary = Some(PathBuf::from(value));
+            continue;
+        }
+        if key == "client.delivery_reports" {
+            delivery_reports = value
+                .parse()
+                .with_context(|| format!("{setting:?}: expected true or false"))?;
             continue;
         }
         let (section, name) = key
@@ -457,6 +500,7 @@ pub fn parse_variant(spec: &str) -> anyhow::Result<Variant> {
         label: label.to_owned(),
         toml,
         binary,
+        delivery_reports,
     })
 }
 
@@ -522,18 +566,20 @@ pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
     for &size in &args.sizes {
         let records = (args.bytes_per_client / size.max(1)).clamp(1, args.max_records);
         for &clients in &args.clients {
-            let runners: Vec<(&str, Path2Kafka, Option<&Daemon>)> =
-                std::iter::once(("in-process", Path2Kafka::InProcess, None))
-                    .chain(args.java.then_some(("java", Path2Kafka::Java, None)))
-                    .chain(
-                        variants
-                            .iter()
-                            .zip(&daemons)
-                            .map(|(v, d)| (v.label.as_str(), Path2Kafka::Daemon, Some(d))),
-                    )
+            let runners: Vec<(&str, Path2Kafka, Option<&Daemon>, bool)> =
+                std::iter::once(("in-process", Path2Kafka::InProcess, None, false))
+                    .chain(args.java.then_some(("java", Path2Kafka::Java, None, false)))
+                    .chain(variants.iter().zip(&daemons).map(|(v, d)| {
+                        (
+                            v.label.as_str(),
+                            Path2Kafka::Daemon,
+                            Some(d),
+                            v.delivery_reports,
+                        )
+                    }))
                     .collect();
             let mut runs: Vec<Vec<ProduceResult>> = vec![Vec::new(); runners.len()];
-            for (i, &(label, mode, daemon)) in
+            for (i, &(label, mode, daemon, delivery_reports)) in
                 (0..args.repeat).flat_map(|_| runners.iter().enumerate())
             {
                 case_no += 1;
@@ -549,6 +595,7 @@ pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
                     rate_per_client: args.rate_per_client,
                     payload: args.payload,
                     broker_pids: &broker_pids,
+                    delivery_reports,
                 };
                 progress.set_message(format!("{label}, {clients} clients, {size} B"));
                 let result = match mode {
