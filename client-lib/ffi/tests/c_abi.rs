@@ -433,7 +433,11 @@ fn c_program_reads_a_delivery_report_per_record_matching_the_broker() {
     assert_eq!(reported.len(), COUNT);
 
     let records = consume(&daemon.bootstrap, &topic, COUNT);
-    assert_eq!(records.len(), COUNT, "unexpected record count at the broker");
+    assert_eq!(
+        records.len(),
+        COUNT,
+        "unexpected record count at the broker"
+    );
     for record in &records {
         let value = text(&record.value).expect("value");
         let i: usize = value
