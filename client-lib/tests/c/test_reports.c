@@ -76,6 +76,9 @@ struct seen {
     int64_t *offset;
     int64_t *timestamp_ms;
     int32_t expected_code;
+    /* Reports served through the callback and through the array. */
+    long by_callback;
+    long by_array;
 };
 
 static void record_report(const shmkafka_delivery_report *r, struct seen *s) {
@@ -122,12 +125,15 @@ static size_t poll_some(shmkafka_producer *p, uint64_t timeout_ms, struct seen *
     size_t served = 0;
     if (with_callback) {
         OK(shmkafka_producer_poll(p, timeout_ms, 100, on_report, s, &served));
+        CHECK(served <= 100);
+        s->by_callback += (long)served;
         return served;
     }
     shmkafka_delivery_report reports[64];
     OK(shmkafka_producer_poll_reports(p, timeout_ms, reports, 64, &served));
     CHECK(served <= 64);
     for (size_t i = 0; i < served; i++) record_report(&reports[i], s);
+    s->by_array += (long)served;
     return served;
 }
 
@@ -144,7 +150,7 @@ static void poll_rest(shmkafka_producer *p, struct seen *s) {
 static struct seen new_seen(const char *topic, long count, int32_t expected_code) {
     struct seen s = {topic, count, 0, 0, calloc((size_t)count, sizeof(int32_t)),
                      calloc((size_t)count, sizeof(int64_t)),
-                     calloc((size_t)count, sizeof(int64_t)), expected_code};
+                     calloc((size_t)count, sizeof(int64_t)), expected_code, 0, 0};
     for (long i = 0; i < count; i++) s.partition[i] = -2;
     return s;
 }
@@ -289,6 +295,8 @@ static void delivered(const char *socket, const char *topic_name, long count) {
     OK(shmkafka_producer_flush(p, 10000, &failed));
     CHECK(failed == 0);
     CHECK(offsets_dense(&s));
+    CHECK(s.by_callback > 0 && s.by_array > 0);
+    CHECK(s.by_callback + s.by_array == count);
     for (long i = 0; i < s.count; i++) {
         printf("D %ld %d %lld %lld\n", i, s.partition[i], (long long)s.offset[i],
                (long long)s.timestamp_ms[i]);
