@@ -115,6 +115,11 @@ typedef enum shmkafka_result {
    * The control connection to the daemon failed.
    */
   SHMKAFKA_RESULT_PROTOCOL = 14,
+  /**
+   * A delivery-report call on a producer connected without
+   * `delivery_reports`.
+   */
+  SHMKAFKA_RESULT_REPORTS_NOT_ENABLED = 15,
 } shmkafka_result;
 
 /**
@@ -166,6 +171,13 @@ typedef struct shmkafka_producer_options {
    * the executable's name.
    */
   const char *client_name;
+  /**
+   * Nonzero: read a delivery report for every record with
+   * `shmkafka_producer_poll_reports` or `shmkafka_producer_poll`. The
+   * daemon keeps each record's ring space until its report is read, so
+   * a caller that stops reading is held back at `send` (never dropped).
+   */
+  uint8_t delivery_reports;
 } shmkafka_producer_options;
 
 /**
@@ -233,10 +245,6 @@ typedef struct shmkafka_stats {
    */
   uint64_t full_events;
   /**
-   * Failures the daemon could not queue for this client (see its spool).
-   */
-  uint64_t failures_overflowed;
-  /**
    * Successful registrations after the first.
    */
   uint64_t reconnects;
@@ -249,6 +257,59 @@ typedef struct shmkafka_stats {
    */
   uint8_t connected;
 } shmkafka_stats;
+
+/**
+ * One record's outcome. `topic` points to the topic's NUL-terminated name,
+ * valid until the producer is closed.
+ */
+typedef struct shmkafka_delivery_report {
+  /**
+   * The sequence number `send` returned for the record.
+   */
+  uint64_t seq;
+  /**
+   * The opaque given to `shmkafka_producer_send_opaque`; 0 otherwise.
+   */
+  uint64_t opaque;
+  /**
+   * Topic name, NUL-terminated.
+   */
+  const char *topic;
+  /**
+   * 0 when delivered; else librdkafka's `rd_kafka_resp_err_t` (see
+   * `shmkafka_error_name` and `shmkafka_error_description`).
+   */
+  int32_t error_code;
+  /**
+   * Partition it went to (or was meant for; -1 if none was chosen).
+   */
+  int32_t partition;
+  /**
+   * Offset in the partition; -1 when failed.
+   */
+  int64_t offset;
+  /**
+   * Timestamp the broker stored (ms since the epoch); for a failure, the
+   * record's create time.
+   */
+  int64_t timestamp_ms;
+  /**
+   * Whether the record may be in the log: 0 no, 1 possibly, 2 yes (2 when
+   * delivered).
+   */
+  uint32_t persistence;
+  /**
+   * 1 if sent with an opaque.
+   */
+  uint8_t has_opaque;
+} shmkafka_delivery_report;
+
+/**
+ * Called by `shmkafka_producer_poll`, on the polling thread, once per
+ * report. The report is valid for the duration of the call.
+ */
+typedef void (*shmkafka_report_callback)(const struct shmkafka_delivery_report *report,
+                                         void *user_data);
 
 #ifdef __cplusplus
 extern "C" {
@@ -400,6 +461,74 @@ enum shmkafka_result shmkafka_producer_stats(const struct shmkafka_producer *pro
  */
 enum shmkafka_result shmkafka_producer_close(struct shmkafka_producer *producer,
                                              uint64_t timeout_ms);
+
+/**
+ * As `shmkafka_producer_send`, and the record's delivery report carries
+ * `opaque`. Needs a producer connected with `delivery_reports`.
+ *
+ * # Safety
+ * As `shmkafka_producer_send`.
+ */
+enum shmkafka_result shmkafka_producer_send_opaque(const struct shmkafka_producer *producer,
+                                                   const struct shmkafka_topic *topic,
+                                                   const uint8_t *key,
+                                                   size_t key_len,
+                                                   uint8_t key_is_null,
+                                                   const uint8_t *value,
+                                                   size_t value_len,
+                                                   uint8_t value_is_null,
+                                                   const struct shmkafka_header *headers,
+                                                   size_t headers_len,
+                                                   int32_t partition,
+                                                   int64_t timestamp_ms,
+                                                   uint64_t opaque,
+                                                   uint64_t *out_seq);
+
+/**
+ * Takes up to `capacity` delivery reports (oldest first, in commit order)
+ * into `out`, waiting up to `timeout_ms` for the first; `*out_count` is how
+ * many were written. Reading reports gives their records' ring space back.
+ * Needs a producer connected with `delivery_reports`.
+ *
+ * # Safety
+ * `producer` is NULL or a live handle; `out` is NULL or writable for
+ * `capacity` entries; `out_count` is NULL or writable.
+ */
+enum shmkafka_result shmkafka_producer_poll_reports(const struct shmkafka_producer *producer,
+                                                    uint64_t timeout_ms,
+                                                    struct shmkafka_delivery_report *out,
+                                                    size_t capacity,
+                                                    size_t *out_count);
+
+/**
+ * Serves up to `max` delivery reports by calling `callback(report,
+ * user_data)` for each, on this thread, waiting up to `timeout_ms` for the
+ * first; `*out_count` (if not NULL) is how many were served. The callback
+ * may send; it must not close the producer.
+ *
+ * # Safety
+ * `producer` is NULL or a live handle; `callback` is safe to call with a
+ * report and `user_data`; `out_count` is NULL or writable.
+ */
+enum shmkafka_result shmkafka_producer_poll(const struct shmkafka_producer *producer,
+                                            uint64_t timeout_ms,
+                                            size_t max,
+                                            shmkafka_report_callback callback,
+                                            void *user_data,
+                                            size_t *out_count);
+
+/**
+ * librdkafka's name for an error code (`rd_kafka_err2name`), e.g.
+ * `_MSG_TIMED_OUT`; "UNKNOWN" for a code it does not define. A static
+ * NUL-terminated string: never freed.
+ */
+const char *shmkafka_error_name(int32_t code);
+
+/**
+ * librdkafka's description of an error code (`rd_kafka_err2str`), e.g.
+ * "Local: Message timed out". A static NUL-terminated string: never freed.
+ */
+const char *shmkafka_error_description(int32_t code);
 
 /**
  * Reserves room for a record with a key of `key_len` bytes (or a null key

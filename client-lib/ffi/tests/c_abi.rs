@@ -22,6 +22,9 @@ use shmkafka_testkit::{
 };
 
 const BULK: usize = 2000;
+/// The log-append time librdkafka's mock cluster puts in every produce
+/// response.
+const MOCK_LOG_APPEND_TIME: i64 = 1234;
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -128,6 +131,11 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path, topics: &[(&str, u32)]) -> Daemon {
+        Self::start_with(dir, topics, &[])
+    }
+
+    /// With librdkafka `properties` (`-X key=value`) for the daemon's producer.
+    fn start_with(dir: &Path, topics: &[(&str, u32)], properties: &[&str]) -> Daemon {
         let binary = locate_binary("shmkafkad", "SHMKAFKAD_BIN").unwrap_or_else(|e| panic!("{e}"));
         let socket = dir.join("shmkafkad.sock");
         let log = dir.join("shmkafkad.log");
@@ -141,6 +149,9 @@ impl Daemon {
             command
                 .arg("--embedded-topic")
                 .arg(format!("{topic}:{partitions}"));
+        }
+        for property in properties {
+            command.arg("-X").arg(property);
         }
         let mut child = command
             .env_remove("RUST_LOG")
@@ -355,4 +366,117 @@ fn c_example_builds_shared_and_static_and_delivers() {
     assert!(records
         .iter()
         .all(|r| headers(r) == vec![("source", Some("c-example"))]));
+}
+
+/// Builds `tests/c/test_reports.c` and runs it in `mode` against `daemon`;
+/// returns its stdout after checking its final `<ok_marker> <count>` line.
+fn run_reports_program(
+    work: &Path,
+    daemon: &Daemon,
+    mode: &str,
+    topic: &str,
+    count: usize,
+    ok_marker: &str,
+) -> String {
+    let lib_dir = runtime_lib_dir(work);
+    let test_bin = work.join("test_reports");
+    gcc_shared(
+        &[client_lib_dir().join("tests/c/test_reports.c")],
+        &test_bin,
+        &lib_dir,
+    );
+    let output = run(
+        Command::new(&test_bin)
+            .arg(mode)
+            .arg(&daemon.socket)
+            .arg(topic)
+            .arg(count.to_string()),
+        "the C delivery-report test program",
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let done = format!("{ok_marker} {count}");
+    assert!(
+        stdout.lines().any(|l| l == done),
+        "no {done:?} line; stderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn c_program_reads_a_delivery_report_per_record_matching_the_broker() {
+    const COUNT: usize = 3000;
+    let work = tempfile::tempdir().expect("tempdir");
+    let topic = unique_name("c-reports");
+    let daemon = Daemon::start(work.path(), &[(&topic, 3)]);
+    let stdout = run_reports_program(
+        work.path(),
+        &daemon,
+        "delivered",
+        &topic,
+        COUNT,
+        "REPORTS-OK",
+    );
+
+    // "D <seq> <partition> <offset> <timestamp>": the C program checked
+    // each seq came once, in order, with its opaque; here the places must
+    // be the broker's.
+    let reported: HashMap<usize, (i32, i64, i64)> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("D "))
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let field = |i: usize| f[i].parse::<i64>().expect("number");
+            (field(0) as usize, (field(1) as i32, field(2), field(3)))
+        })
+        .collect();
+    assert_eq!(reported.len(), COUNT);
+
+    let records = consume(&daemon.bootstrap, &topic, COUNT);
+    assert_eq!(
+        records.len(),
+        COUNT,
+        "unexpected record count at the broker"
+    );
+    for record in &records {
+        let value = text(&record.value).expect("value");
+        let i: usize = value
+            .strip_prefix("rv-")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected value {value}"));
+        assert_eq!(text(&record.key), Some(format!("rk-{i}").as_str()));
+        // The program sent record i as the ring's record i (seq i).
+        let (partition, offset, timestamp_ms) = reported[&i];
+        assert_eq!(
+            (partition, offset),
+            (record.partition, record.offset),
+            "report of seq {i} differs from where the broker stored it"
+        );
+        // librdkafka reports the broker's log-append time when the produce
+        // response has one; the mock cluster always answers 1234 there, a
+        // real broker -1 for create-time topics (then the create time).
+        assert!(
+            Some(timestamp_ms) == record.timestamp_ms || timestamp_ms == MOCK_LOG_APPEND_TIME,
+            "seq {i}: reported timestamp {timestamp_ms}, stored {:?}",
+            record.timestamp_ms
+        );
+    }
+}
+
+#[test]
+fn c_program_gets_every_permanent_failure_by_report_and_by_flush() {
+    const COUNT: usize = 10_000;
+    let work = tempfile::tempdir().expect("tempdir");
+    let topic = unique_name("c-report-failures");
+    // Records over 1000 bytes are refused by the daemon's producer
+    // (MSG_SIZE_TOO_LARGE): a permanent failure for each.
+    let daemon = Daemon::start_with(work.path(), &[(&topic, 1)], &["message.max.bytes=1000"]);
+    run_reports_program(
+        work.path(),
+        &daemon,
+        "failures",
+        &topic,
+        COUNT,
+        "FAILURES-OK",
+    );
 }

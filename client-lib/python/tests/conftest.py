@@ -90,6 +90,16 @@ def daemon(tmp_path_factory):
 
 
 @pytest.fixture
+def small_message_daemon(tmp_path):
+    """shmkafkad with its embedded broker whose producer refuses records over
+    1000 bytes (librdkafka's message.max.bytes): each such record fails
+    permanently with MSG_SIZE_TOO_LARGE."""
+    d = _start_daemon(tmp_path, ["--embedded-broker", "-X", "message.max.bytes=1000"], True)
+    yield d
+    _stop(d)
+
+
+@pytest.fixture
 def stalled_daemon(tmp_path):
     """shmkafkad whose broker never answers: nothing is ever acknowledged,
     so rings fill and flushes time out, deterministically."""

@@ -22,6 +22,7 @@ from .errors import (
     ProducerClosed,
     ProtocolError,
     Refused,
+    ReportsNotEnabled,
     RingFull,
     SegmentError,
     ShmkafkaError,
@@ -29,7 +30,17 @@ from .errors import (
     TooLarge,
     TopicRefused,
 )
-from .producer import Failure, Producer, Stats, Topic, connect
+from .producer import (
+    DeliveryReport,
+    Failure,
+    KafkaError,
+    Producer,
+    Stats,
+    Topic,
+    connect,
+    error_description,
+    error_name,
+)
 
 __version__ = "0.1.0"
 
@@ -42,16 +53,19 @@ def library_version():
 __all__ = [
     "ConnectFailed",
     "Corrupted",
+    "DeliveryReport",
     "Disconnected",
     "Failure",
     "InvalidArgument",
     "InvalidTopic",
+    "KafkaError",
     "LibraryPanic",
     "NullArgument",
     "Producer",
     "ProducerClosed",
     "ProtocolError",
     "Refused",
+    "ReportsNotEnabled",
     "RingFull",
     "SegmentError",
     "ShmkafkaError",
@@ -61,5 +75,7 @@ __all__ = [
     "Topic",
     "TopicRefused",
     "connect",
+    "error_description",
+    "error_name",
     "library_version",
 ]

@@ -37,6 +37,7 @@ TIMED_OUT = 11
 SEGMENT = 12
 CORRUPTED = 13
 PROTOCOL = 14
+REPORTS_NOT_ENABLED = 15
 
 FAIL_FAST = -1
 PARTITION_UNASSIGNED = -1
@@ -50,6 +51,7 @@ class ProducerOptions(Structure):
         ("max_record_len", c_size_t),
         ("block_timeout_ms", c_int64),
         ("client_name", c_char_p),
+        ("delivery_reports", c_uint8),
     ]
 
 
@@ -73,10 +75,23 @@ class StatsStruct(Structure):
         ("unacknowledged_bytes", c_uint64),
         ("aborted", c_uint64),
         ("full_events", c_uint64),
-        ("failures_overflowed", c_uint64),
         ("reconnects", c_uint64),
         ("client_id", c_uint64),
         ("connected", c_uint8),
+    ]
+
+
+class DeliveryReportStruct(Structure):
+    _fields_ = [
+        ("seq", c_uint64),
+        ("opaque", c_uint64),
+        ("topic", c_char_p),
+        ("error_code", c_int32),
+        ("partition", c_int32),
+        ("offset", c_int64),
+        ("timestamp_ms", c_int64),
+        ("persistence", c_uint32),
+        ("has_opaque", c_uint8),
     ]
 
 
@@ -109,6 +124,31 @@ _SIGNATURES = {
             POINTER(c_uint64),
         ],
     ),
+    "shmkafka_producer_send_opaque": (
+        c_int32,
+        [
+            ProducerPtr,
+            TopicPtr,
+            c_char_p,  # key
+            c_size_t,
+            c_uint8,
+            c_char_p,  # value
+            c_size_t,
+            c_uint8,
+            POINTER(Header),
+            c_size_t,
+            c_int32,  # partition
+            c_int64,  # timestamp_ms
+            c_uint64,  # opaque
+            POINTER(c_uint64),
+        ],
+    ),
+    "shmkafka_producer_poll_reports": (
+        c_int32,
+        [ProducerPtr, c_uint64, POINTER(DeliveryReportStruct), c_size_t, POINTER(c_size_t)],
+    ),
+    "shmkafka_error_name": (c_char_p, [c_int32]),
+    "shmkafka_error_description": (c_char_p, [c_int32]),
     "shmkafka_producer_flush": (c_int32, [ProducerPtr, c_uint64, POINTER(c_size_t)]),
     "shmkafka_producer_failures": (
         c_int32,

@@ -108,6 +108,13 @@ class ProtocolError(ShmkafkaError):
     code = _native.PROTOCOL
 
 
+class ReportsNotEnabled(ShmkafkaError):
+    """A delivery-report call on a producer connected without
+    ``delivery_reports=True``."""
+
+    code = _native.REPORTS_NOT_ENABLED
+
+
 class ProducerClosed(ShmkafkaError):
     """The producer was closed."""
 
@@ -129,6 +136,7 @@ _BY_CODE = {
         SegmentError,
         Corrupted,
         ProtocolError,
+        ReportsNotEnabled,
     )
 }
 
