@@ -98,7 +98,9 @@ impl RingProducer {
     }
 
     /// Copies `record` into the ring and commits it; returns its sequence
-    /// number (its number in the ring: 0, 1, 2, ... in claim order).
+    /// number: its number in the ring (0, 1, 2, ...), increasing in the
+    /// order one thread sends. Records of different threads racing for
+    /// space may take their numbers in the other order than their places.
     #[inline]
     pub fn send(&self, record: &Record<'_>, when_full: WhenFull) -> Result<u64, ReserveError> {
         // The same steps as reserve + write + commit, without a `Slot`: no

@@ -17,11 +17,11 @@
 
 use loom::thread;
 use shmkafka_ringbuf::layout::{align_record, RECORD_HEADER_SIZE};
-use shmkafka_ringbuf::Outcome;
 use shmkafka_ringbuf::{
     heap_ring, Delivery, Failure, Record, RecordSpec, ReserveError, RingConsumer, RingProducer,
     WhenFull,
 };
+use shmkafka_ringbuf::{heap_ring_with, Outcome};
 
 /// 128 bytes: two 56-byte records fit, a third needs a release (and, from
 /// position 112, 16 bytes of padding at the wrap).
@@ -75,7 +75,7 @@ fn consume_until(consumer: &mut RingConsumer, until: u64) -> Vec<(u64, [u8; VALU
             }
             Err(e) => panic!("consumer saw a corrupt ring: {e}"),
         };
-        let seq = record.seq();
+        let (seq, pos) = (record.seq(), record.pos());
         let v: [u8; VALUE] = record
             .value_to_vec()
             .expect("non-null value")
@@ -88,7 +88,7 @@ fn consume_until(consumer: &mut RingConsumer, until: u64) -> Vec<(u64, [u8; VALU
         assert_eq!(record.key_len(), None);
         assert_eq!(v, value(v[0], v[1]), "torn or stale payload");
         consumer.advance();
-        assert!(consumer.mark(seq, &Outcome::delivered(0, 0, 0)));
+        assert!(consumer.mark(pos, &Outcome::delivered(0, 0, 0)));
         consumer.release();
         got.push((seq, v));
     }
@@ -163,8 +163,12 @@ fn padding_at_the_wrap_under_contention() {
         let got = consume_until(&mut consumer, end);
         let mut seqs: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
         seqs.sort_unstable();
-        assert_eq!(seqs, [SPAN, CAP as u64]);
-        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), seqs);
+        // Numbered after the first record. Across threads the numbers need
+        // not follow ring order: each is taken after its claim.
+        assert_eq!(seqs, [1, 2]);
+        let mut read: Vec<u64> = got.iter().map(|g| g.0).collect();
+        read.sort_unstable();
+        assert_eq!(read, seqs);
         assert_eq!(producer.tail(), end);
     });
 }
@@ -189,12 +193,15 @@ fn released_space_is_reused() {
         };
         // 56 + 56, then the third needs 16 of padding + 56.
         let end = 3 * SPAN + (CAP as u64 - 2 * SPAN);
-        let got = consume_until(&mut consumer, end);
+        let mut got = consume_until(&mut consumer, end);
         let (a, b) = first.join().unwrap();
         let c = second.join().unwrap();
         assert!(a < b, "per-producer order");
+        let first_thread: Vec<u64> = got.iter().filter(|g| g.1[0] == 1).map(|g| g.0).collect();
+        assert_eq!(first_thread, [a, b], "ring order within a thread");
         let mut expected = vec![(a, value(1, 0)), (b, value(1, 1)), (c, value(2, 0))];
         expected.sort_unstable();
+        got.sort_unstable();
         assert_eq!(got, expected);
         assert_eq!(producer.released(), producer.tail());
     });
@@ -271,9 +278,11 @@ fn successor_finishes_a_release_its_predecessor_died_in() {
         let first = send(&producer, &value(1, 0));
         let second = send(&producer, &value(1, 1));
         for seq in [first, second] {
-            assert_eq!(consumer.peek().unwrap().expect("record").seq(), seq);
+            let record = consumer.peek().unwrap().expect("record");
+            assert_eq!(record.seq(), seq);
+            let pos = record.pos();
             consumer.advance();
-            assert!(consumer.mark(seq, &Outcome::delivered(0, 0, 0)));
+            assert!(consumer.mark(pos, &Outcome::delivered(0, 0, 0)));
         }
         // A second handle on the ring, to outlive the dying consumer.
         let handle = consumer.successor().expect("cursors");
@@ -292,5 +301,60 @@ fn successor_finishes_a_release_its_predecessor_died_in() {
         let third = sender.join().unwrap();
         assert_eq!(got, [(third, value(2, 0))]);
         assert_eq!(producer.released(), producer.tail());
+    });
+}
+
+/// Delivery reports: the consumer writes two records' outcomes and releases
+/// while the client reads the reports and publishes its report cursor.
+/// Each report is read intact (the fields the consumer wrote, never the
+/// zeroes of a release), once, and the space comes back only after it was
+/// read.
+#[test]
+fn reports_are_read_intact_before_their_space_is_released() {
+    check(|| {
+        let (producer, mut consumer) = heap_ring_with(CAP, true);
+        let first = send(&producer, &value(1, 0));
+        let second = send(&producer, &value(1, 1));
+        let mut reader = producer.report_reader().expect("reports");
+        let reading = thread::spawn(move || {
+            let mut got = Vec::new();
+            while got.len() < 2 {
+                reader.read(usize::MAX, |r| got.push(r));
+                thread::yield_now();
+            }
+            got
+        });
+        let mut positions = Vec::new();
+        while let Some(record) = consumer.peek().unwrap() {
+            positions.push(record.pos());
+            consumer.advance();
+        }
+        assert_eq!(positions, [0, SPAN]);
+        assert!(consumer.mark(positions[0], &Outcome::delivered(3, 10, 100)));
+        assert!(consumer.mark(positions[1], &Outcome::failed(-192, 1, 4, 200)));
+        while producer.released() < 2 * SPAN {
+            consumer.release();
+            thread::yield_now();
+        }
+        let got = reading.join().unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            (
+                got[0].seq,
+                got[0].delivered,
+                got[0].partition,
+                got[0].offset
+            ),
+            (first, true, 3, 10)
+        );
+        assert_eq!(
+            (
+                got[1].seq,
+                got[1].error_code,
+                got[1].partition,
+                got[1].persistence
+            ),
+            (second, -192, 4, 1)
+        );
     });
 }
