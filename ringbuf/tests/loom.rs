@@ -18,8 +18,7 @@
 use loom::thread;
 use shmkafka_ringbuf::layout::{align_record, RECORD_HEADER_SIZE};
 use shmkafka_ringbuf::{
-    heap_ring, Delivery, Failure, Record, RecordSpec, ReserveError, RingConsumer, RingProducer,
-    WhenFull,
+    heap_ring, Failure, Record, RecordSpec, ReserveError, RingConsumer, RingProducer, WhenFull,
 };
 use shmkafka_ringbuf::{heap_ring_with, Outcome};
 
