@@ -439,8 +439,8 @@ impl Producer {
 
     /// Waits until every record sent before this call is acknowledged by the
     /// broker or reported failed, for at most `timeout`. With delivery
-    /// reports, the reports are not consumed: read them with
-    /// [`Producer::poll_reports`].
+    /// reports, the reports are kept for [`Producer::poll_reports`] (taken
+    /// into this producer's memory while it waits, up to 65,536).
     pub fn flush(&self, timeout: Duration) -> Result<FlushReport, Error> {
         // The daemon holds failures that do not fit in the ring's queue and
         // stops draining a ring with many: take them as they come, or the
@@ -458,6 +458,11 @@ impl Producer {
             // queue or still held, never neither.
             let held = ring.failures_held();
             lock(&self.shared.failures_taken).extend(std::iter::from_fn(|| ring.pop_failure()));
+            if let Some(reports) = &self.shared.reports {
+                // The daemon tracks a bounded number of unreleased records
+                // per ring: unread reports would stop it short of `target`.
+                reports.take_ready();
+            }
             if done && held == 0 {
                 break;
             }

@@ -345,3 +345,43 @@ fn ten_thousand_permanent_failures_all_reach_the_application_and_the_spool() {
     assert_eq!(per_seq.len() as u64, FAILURES);
     assert!(per_seq.values().all(|&n| n == 2));
 }
+
+#[test]
+fn flush_without_polling_keeps_every_report_for_the_next_poll() {
+    // More records than the daemon tracks unreleased per ring (65,536):
+    // flush must take reports as it waits, or it would wait forever.
+    const RECORDS: u64 = 100_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic_name = unique_name("reports-flush");
+    let broker =
+        MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(topic_name.as_str(), 2)])
+            .expect("broker");
+    let daemon = start_daemon(
+        dir.path(),
+        broker.bootstrap_servers(),
+        &dir.path().join("spool"),
+        &[],
+        "",
+    );
+    let producer = Producer::connect_with(ProducerOptions {
+        socket_path: Some(daemon.socket().to_owned()),
+        ring_capacity: 32 << 20,
+        max_record_len: 16 * 1024,
+        when_full: WhenFull::Block(Duration::from_secs(30)),
+        client_name: "reports-flush".into(),
+        delivery_reports: true,
+    })
+    .expect("client connects");
+    let topic = producer.topic(&topic_name).expect("topic");
+    for i in 0..RECORDS {
+        producer
+            .send(&topic, &Message::new().value(&i.to_le_bytes()))
+            .expect("send");
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+    let reports = collect_reports(&producer, RECORDS as usize);
+    assert_eq!(reports.len() as u64, RECORDS);
+    assert!(reports.iter().all(|r| r.result.is_ok()));
+    let seqs: Vec<u64> = reports.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (0..RECORDS).collect::<Vec<_>>());
+}
