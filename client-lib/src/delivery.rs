@@ -20,11 +20,13 @@ use std::time::{Duration, Instant};
 use futures_channel::oneshot;
 use shmkafka_ringbuf::{ReportReader, RingProducer};
 
-/// Reports read by the future-resolving thread for records sent without a
-/// future, waiting for [`crate::Producer::poll_reports`]. At this bound the
-/// thread stops reading, so an application that never polls is held back
-/// at `send` (its ring fills) instead of growing this queue.
-const MAX_UNCLAIMED: usize = 1 << 16;
+/// Reports read by the future-resolving thread (or by a `send` waiting for
+/// room) for records sent without a future, waiting for
+/// [`crate::Producer::poll_reports`]. At this bound they stop reading, so an
+/// application that never polls is held back at `send` (its ring fills)
+/// instead of growing this queue. `flush` reads past it: it must see every
+/// outcome, and the application asked for them.
+pub(crate) const MAX_UNCLAIMED: usize = 1 << 16;
 
 /// librdkafka's `RD_KAFKA_RESP_ERR__DESTROY`: the outcome of a record whose
 /// producer was closed before its report arrived.
@@ -229,20 +231,21 @@ impl Reports {
     /// futures and keeping other reports for `poll`, then waits up to
     /// `timeout` for more. Returns whether it read anything.
     pub(crate) fn resolve_futures(&self, timeout: Duration) -> bool {
-        let read = self.take_ready();
+        let read = self.take_ready(MAX_UNCLAIMED);
         if read == 0 {
             self.wait_until(Instant::now() + timeout);
         }
         read > 0
     }
 
-    /// Reads the reports that are ready (up to [`MAX_UNCLAIMED`] kept),
-    /// resolving futures and keeping the others for `poll`, so that their
-    /// records' space goes back to the ring. For the future-resolving thread,
-    /// and for a `send` waiting for room on the thread that would poll.
-    pub(crate) fn take_ready(&self) -> usize {
+    /// Reads the reports that are ready, keeping at most `keep` for `poll`
+    /// ([`MAX_UNCLAIMED`] for a bound, `usize::MAX` for none) and resolving
+    /// futures, so that their records' space goes back to the ring. For the
+    /// future-resolving thread, for a `send` waiting for room on the thread
+    /// that would poll, and for `flush`.
+    pub(crate) fn take_ready(&self, keep: usize) -> usize {
         let mut state = lock(&self.state);
-        let room = MAX_UNCLAIMED.saturating_sub(state.unclaimed.len());
+        let room = keep.saturating_sub(state.unclaimed.len());
         let mut kept = Vec::new();
         let read = self.read_locked(&mut state, room.min(4096), &mut |r| kept.push(r));
         state.unclaimed.extend(kept);

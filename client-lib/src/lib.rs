@@ -37,7 +37,8 @@ pub use delivery::{Delivered, DeliveryError, DeliveryFuture, DeliveryReport, Per
 pub use error::Error;
 pub use message::Message;
 pub use producer::{
-    FlushReport, Producer, ProducerOptions, RecordLayout, Reservation, Stats, Topic,
+    BatchReservation, FlushReport, Producer, ProducerOptions, RecordLayout, Reservation, Stats,
+    Topic,
 };
 
 /// librdkafka's name for an error code (`rd_kafka_err2name`), e.g.

@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shmkafka_protocol::{validate_topic_name, TopicBinding};
 use shmkafka_ringbuf::{
-    Failure, Header, Record, RecordSpec, ReserveError, RingProducer, Segment, SegmentOptions, Slot,
-    WhenFull,
+    BatchSlot, Failure, Header, Record, RecordSpec, ReserveError, RingProducer, Segment,
+    SegmentOptions, Slot, WhenFull,
 };
 
 use crate::connection::{self, Connection};
@@ -359,6 +359,56 @@ impl Producer {
         Ok(Reservation { slot })
     }
 
+    /// Reserves room for one record per layout with a single claim (one
+    /// atomic for the whole batch), to be written in place and committed
+    /// together ([`BatchReservation::commit`]) or one by one. Dropping the
+    /// batch aborts what was not committed. The batch may take at most half
+    /// the ring.
+    pub fn reserve_batch(
+        &self,
+        topic: &Topic,
+        layouts: &[RecordLayout<'_>],
+    ) -> Result<BatchReservation<'_>, Error> {
+        let now = now_ms();
+        let specs: Vec<RecordSpec<'_>> = layouts
+            .iter()
+            .map(|layout| RecordSpec {
+                topic_id: topic.id,
+                partition: layout
+                    .partition
+                    .unwrap_or(shmkafka_ringbuf::PARTITION_UNASSIGNED),
+                timestamp_ms: layout.timestamp_ms.unwrap_or(now),
+                key_len: layout.key_len,
+                value_len: layout.value_len,
+                headers: layout.headers,
+            })
+            .collect();
+        let batch =
+            self.with_room(|when_full| self.shared.ring.reserve_batch(&specs, when_full))?;
+        Ok(BatchReservation { batch })
+    }
+
+    /// Copies `messages` into the ring with a single claim and commits them;
+    /// returns the first sequence number (the others follow it). All or
+    /// none: the batch may take at most half the ring.
+    pub fn send_batch(&self, topic: &Topic, messages: &[Message<'_>]) -> Result<u64, Error> {
+        let now = now_ms();
+        let records: Vec<Record<'_>> = messages
+            .iter()
+            .map(|message| Record {
+                topic_id: topic.id,
+                partition: message
+                    .partition
+                    .unwrap_or(shmkafka_ringbuf::PARTITION_UNASSIGNED),
+                timestamp_ms: message.timestamp_ms.unwrap_or(now),
+                key: message.key,
+                value: message.value,
+                headers: &message.headers,
+            })
+            .collect();
+        self.with_room(|when_full| self.shared.ring.send_batch(&records, when_full))
+    }
+
     /// Reserves and fills `message`, uncommitted: its number is known before
     /// anyone can read its report.
     fn reserve_message(&self, topic: &Topic, message: &Message<'_>) -> Result<Slot<'_>, Error> {
@@ -404,7 +454,7 @@ impl Producer {
                     lock(&self.shared.failures_taken)
                         .extend(std::iter::from_fn(|| ring.pop_failure()));
                     if let Some(reports) = &self.shared.reports {
-                        reports.take_ready();
+                        reports.take_ready(crate::delivery::MAX_UNCLAIMED);
                     }
                 }
                 result => return Ok(result?),
@@ -440,7 +490,7 @@ impl Producer {
     /// Waits until every record sent before this call is acknowledged by the
     /// broker or reported failed, for at most `timeout`. With delivery
     /// reports, the reports are kept for [`Producer::poll_reports`] (taken
-    /// into this producer's memory while it waits, up to 65,536).
+    /// into this producer's memory while it waits: about 64 bytes each).
     pub fn flush(&self, timeout: Duration) -> Result<FlushReport, Error> {
         // The daemon holds failures that do not fit in the ring's queue and
         // stops draining a ring with many: take them as they come, or the
@@ -461,7 +511,7 @@ impl Producer {
             if let Some(reports) = &self.shared.reports {
                 // The daemon tracks a bounded number of unreleased records
                 // per ring: unread reports would stop it short of `target`.
-                reports.take_ready();
+                reports.take_ready(usize::MAX);
             }
             if done && held == 0 {
                 break;
@@ -575,6 +625,43 @@ impl Reservation<'_> {
     /// Publishes the record.
     pub fn commit(self) -> u64 {
         self.slot.commit()
+    }
+}
+
+/// Records reserved together, written in place.
+pub struct BatchReservation<'a> {
+    batch: BatchSlot<'a>,
+}
+
+impl BatchReservation<'_> {
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+    /// Record `i`'s key area.
+    pub fn key_mut(&mut self, i: usize) -> &mut [u8] {
+        self.batch.key_mut(i)
+    }
+    /// Record `i`'s value area.
+    pub fn value_mut(&mut self, i: usize) -> &mut [u8] {
+        self.batch.value_mut(i)
+    }
+    /// Record `i`'s sequence number.
+    pub fn seq(&self, i: usize) -> u64 {
+        self.batch.seq(i)
+    }
+    /// Publishes record `i` alone.
+    pub fn commit_one(&mut self, i: usize) {
+        self.batch.commit_one(i);
+    }
+    /// Publishes every record not yet committed; returns the first
+    /// sequence number.
+    pub fn commit(self) -> u64 {
+        self.batch.commit()
     }
 }
 

@@ -348,9 +348,10 @@ fn ten_thousand_permanent_failures_all_reach_the_application_and_the_spool() {
 
 #[test]
 fn flush_without_polling_keeps_every_report_for_the_next_poll() {
-    // More records than the daemon tracks unreleased per ring (65,536):
-    // flush must take reports as it waits, or it would wait forever.
-    const RECORDS: u64 = 100_000;
+    // More records than the daemon tracks unreleased per ring (65,536)
+    // plus what a waiting send keeps (65,536): flush must take every
+    // report as it waits, or it would wait forever.
+    const RECORDS: u64 = 300_000;
     let dir = tempfile::tempdir().expect("tempdir");
     let topic_name = unique_name("reports-flush");
     let broker =

@@ -35,6 +35,7 @@
 
 #![deny(missing_docs)]
 
+mod batch;
 mod consumer;
 mod error;
 mod failure;
@@ -50,6 +51,7 @@ mod sync;
 #[cfg(not(loom))]
 mod wait;
 
+pub use batch::BatchSlot;
 pub use consumer::{RecordView, RingConsumer, MAX_IN_FLIGHT};
 pub use error::{RecordError, ReserveError};
 pub use failure::Failure;

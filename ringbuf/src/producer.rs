@@ -182,7 +182,7 @@ impl RingProducer {
     /// Takes `n` consecutive record numbers, after the space is claimed (so
     /// a full ring leaves no gap).
     #[inline]
-    fn take_record_numbers(&self, n: u64) -> u64 {
+    pub(crate) fn take_record_numbers(&self, n: u64) -> u64 {
         // Relaxed: the number is the record's name, published with the rest
         // of the record by its state word.
         self.ring.next_record().fetch_add(n, Relaxed)
@@ -224,7 +224,7 @@ impl RingProducer {
     }
 
     #[inline]
-    fn checked_len(&self, spec: &RecordSpec<'_>) -> Result<usize, ReserveError> {
+    pub(crate) fn checked_len(&self, spec: &RecordSpec<'_>) -> Result<usize, ReserveError> {
         if !spec.headers.is_empty() && !headers_fit(spec.headers) {
             return Err(ReserveError::HeaderTooLarge);
         }
@@ -245,7 +245,7 @@ impl RingProducer {
     /// Claims `need` bytes (aligned) at a position that does not straddle the
     /// end of the data area, padding the end if necessary.
     #[inline]
-    fn claim(&self, need: usize, when_full: WhenFull) -> Result<u64, ReserveError> {
+    pub(crate) fn claim(&self, need: usize, when_full: WhenFull) -> Result<u64, ReserveError> {
         debug_assert!(need.is_multiple_of(RECORD_ALIGN) && need as u64 <= self.ring.capacity);
         let mut result = self.try_claim(need as u64);
         if !matches!(result, Err(ReserveError::Full { .. })) {
@@ -339,7 +339,7 @@ impl RingProducer {
 
     /// Writes the state word (claimed) and the record header at `pos`.
     #[inline]
-    fn write_header(&self, pos: u64, seq: u64, len: usize, spec: &RecordSpec<'_>) {
+    pub(crate) fn write_header(&self, pos: u64, seq: u64, len: usize, spec: &RecordSpec<'_>) {
         let ring = &*self.ring;
         ring.state_word(pos)
             .store(STATE_CLAIMED | len as u32, Relaxed);
