@@ -123,6 +123,13 @@ typedef enum shmkafka_result {
 } shmkafka_result;
 
 /**
+ * Records reserved together and written in place. Opaque; freed by
+ * exactly one of `shmkafka_batch_commit` or `shmkafka_batch_abort`. Use
+ * from one thread at a time.
+ */
+typedef struct shmkafka_batch shmkafka_batch;
+
+/**
  * A connected producer. Opaque; thread-safe: any number of threads may
  * call functions on one handle at once. Freed by `shmkafka_producer_close`.
  */
@@ -140,6 +147,79 @@ typedef struct shmkafka_reservation shmkafka_reservation;
  * valid until that producer is closed.
  */
 typedef struct shmkafka_topic shmkafka_topic;
+
+/**
+ * One Kafka record header.
+ */
+typedef struct shmkafka_header {
+  /**
+   * Header name, UTF-8, not NUL-terminated; may be NULL when `name_len` is 0.
+   */
+  const char *name;
+  /**
+   * Length of `name` in bytes.
+   */
+  size_t name_len;
+  /**
+   * Header value; not read when `value_is_null` or `value_len` is 0.
+   */
+  const uint8_t *value;
+  /**
+   * Length of `value` in bytes.
+   */
+  size_t value_len;
+  /**
+   * Nonzero: the value is null (distinct from empty).
+   */
+  uint8_t value_is_null;
+} shmkafka_header;
+
+/**
+ * One record of `shmkafka_producer_send_batch`: the fields of
+ * `shmkafka_producer_send`, with the same conventions.
+ */
+typedef struct shmkafka_record {
+  /**
+   * Key bytes (see the byte-field convention).
+   */
+  const uint8_t *key;
+  /**
+   * Key length.
+   */
+  size_t key_len;
+  /**
+   * Nonzero: null key.
+   */
+  uint8_t key_is_null;
+  /**
+   * Value bytes.
+   */
+  const uint8_t *value;
+  /**
+   * Value length.
+   */
+  size_t value_len;
+  /**
+   * Nonzero: null value.
+   */
+  uint8_t value_is_null;
+  /**
+   * `headers_len` headers, or NULL when 0.
+   */
+  const struct shmkafka_header *headers;
+  /**
+   * Number of headers.
+   */
+  size_t headers_len;
+  /**
+   * `SHMKAFKA_PARTITION_UNASSIGNED` or a partition.
+   */
+  int32_t partition;
+  /**
+   * `SHMKAFKA_TIMESTAMP_NOW` or ms since the epoch.
+   */
+  int64_t timestamp_ms;
+} shmkafka_record;
 
 /**
  * How to connect. A zero-initialised struct (`= {0}`) means all defaults.
@@ -179,32 +259,6 @@ typedef struct shmkafka_producer_options {
    */
   uint8_t delivery_reports;
 } shmkafka_producer_options;
-
-/**
- * One Kafka record header.
- */
-typedef struct shmkafka_header {
-  /**
-   * Header name, UTF-8, not NUL-terminated; may be NULL when `name_len` is 0.
-   */
-  const char *name;
-  /**
-   * Length of `name` in bytes.
-   */
-  size_t name_len;
-  /**
-   * Header value; not read when `value_is_null` or `value_len` is 0.
-   */
-  const uint8_t *value;
-  /**
-   * Length of `value` in bytes.
-   */
-  size_t value_len;
-  /**
-   * Nonzero: the value is null (distinct from empty).
-   */
-  uint8_t value_is_null;
-} shmkafka_header;
 
 /**
  * A record the daemon could not deliver.
@@ -348,6 +402,88 @@ const char *shmkafka_result_name(int32_t code);
  * The library version (`"0.1.0"`), a static NUL-terminated string.
  */
 const char *shmkafka_version(void);
+
+/**
+ * Copies `count` records into the ring with a single claim and commits
+ * them; `*out_first_seq` (if not NULL) is the first one's sequence number,
+ * the others follow it. All or none; the batch may take at most half the
+ * ring (`SHMKAFKA_RESULT_TOO_LARGE` otherwise). Full ring: as
+ * `shmkafka_producer_send`.
+ *
+ * # Safety
+ * `producer` and `topic` are NULL or live handles, `topic` from this
+ * producer; `records` is readable for `count` entries whose buffers are
+ * readable for their lengths; `out_first_seq` is NULL or writable.
+ */
+enum shmkafka_result shmkafka_producer_send_batch(const struct shmkafka_producer *producer,
+                                                  const struct shmkafka_topic *topic,
+                                                  const struct shmkafka_record *records,
+                                                  size_t count,
+                                                  uint64_t *out_first_seq);
+
+/**
+ * Reserves room for `count` records with a single claim: record `i` has a
+ * key of `key_lens[i]` bytes and a value of `value_lens[i]` bytes (a
+ * length of `SIZE_MAX` means null), no headers, the partitioner's choice
+ * of partition and the current time. Fill each with `shmkafka_batch_key` /
+ * `_value`, then commit. The batch may take at most half the ring.
+ *
+ * # Safety
+ * `producer` and `topic` are NULL or live handles, `topic` from this
+ * producer; `key_lens` and `value_lens` are readable for `count` entries;
+ * `out_batch` is NULL or writable.
+ */
+enum shmkafka_result shmkafka_producer_reserve_batch(const struct shmkafka_producer *producer,
+                                                     const struct shmkafka_topic *topic,
+                                                     const size_t *key_lens,
+                                                     const size_t *value_lens,
+                                                     size_t count,
+                                                     struct shmkafka_batch **out_batch);
+
+/**
+ * The key area of record `index`: `*out_ptr` is where to write `*out_len`
+ * bytes. Valid until the batch is committed or aborted.
+ *
+ * # Safety
+ * `batch` is NULL or a live handle used by no other thread now; `out_ptr`
+ * and `out_len` are NULL or writable.
+ */
+enum shmkafka_result shmkafka_batch_key(struct shmkafka_batch *batch,
+                                        size_t index,
+                                        uint8_t **out_ptr,
+                                        size_t *out_len);
+
+/**
+ * The value area of record `index`; as `shmkafka_batch_key`.
+ *
+ * # Safety
+ * As `shmkafka_batch_key`.
+ */
+enum shmkafka_result shmkafka_batch_value(struct shmkafka_batch *batch,
+                                          size_t index,
+                                          uint8_t **out_ptr,
+                                          size_t *out_len);
+
+/**
+ * Publishes every record of the batch and frees the handle;
+ * `*out_first_seq` (if not NULL) is the first one's sequence number, the
+ * others follow it. Area pointers are invalid afterwards.
+ *
+ * # Safety
+ * `batch` is NULL or a live handle, given back exactly once and not used
+ * afterwards; `out_first_seq` is NULL or writable.
+ */
+enum shmkafka_result shmkafka_batch_commit(struct shmkafka_batch *batch,
+                                           uint64_t *out_first_seq);
+
+/**
+ * Gives the space of every record back without publishing them and frees
+ * the handle.
+ *
+ * # Safety
+ * As `shmkafka_batch_commit`.
+ */
+enum shmkafka_result shmkafka_batch_abort(struct shmkafka_batch *batch);
 
 /**
  * Creates a ring and registers it with the daemon. On success

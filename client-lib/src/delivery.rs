@@ -211,6 +211,9 @@ impl Reports {
         max: usize,
         each: &mut dyn FnMut(DeliveryReport),
     ) -> usize {
+        if max == 0 {
+            return 0;
+        }
         let deadline = Instant::now() + timeout;
         let mut batch = Vec::new();
         loop {
@@ -245,11 +248,17 @@ impl Reports {
     /// that would poll, and for `flush`.
     pub(crate) fn take_ready(&self, keep: usize) -> usize {
         let mut state = lock(&self.state);
-        let room = keep.saturating_sub(state.unclaimed.len());
-        let mut kept = Vec::new();
-        let read = self.read_locked(&mut state, room.min(4096), &mut |r| kept.push(r));
-        state.unclaimed.extend(kept);
-        read
+        let mut read = 0;
+        loop {
+            let room = keep.saturating_sub(state.unclaimed.len());
+            let mut kept = Vec::new();
+            let now = self.read_locked(&mut state, room.min(4096), &mut |r| kept.push(r));
+            state.unclaimed.extend(kept);
+            read += now;
+            if now < 4096 {
+                return read;
+            }
+        }
     }
 
     /// Reads up to `max` reports with the state locked; those of records
@@ -307,7 +316,14 @@ impl Reports {
         if now >= deadline {
             return false;
         }
-        let next = lock(&self.state).reader.position();
+        let next = {
+            let state = lock(&self.state);
+            if !state.unclaimed.is_empty() {
+                // Another thread kept reports for us meanwhile.
+                return true;
+            }
+            state.reader.position()
+        };
         self.ring.wait_outcomes(next + 1, deadline - now)
     }
 }

@@ -176,6 +176,13 @@ impl RingConsumer {
             free_span(&ring, released, releasing);
             released = releasing;
         }
+        // Every record before `released` is finished; a consumer that died
+        // mid-release may have left `outcomes` behind it.
+        // Relaxed: only this consumer writes it; a stale read only repeats
+        // the store.
+        if ring.outcomes().load(Relaxed) < released {
+            publish_progress(&ring, released, Some(released));
+        }
         Ok(Self {
             ring,
             drain_pos: released,
@@ -614,13 +621,16 @@ impl RingConsumer {
     }
 
     fn has_ready_record(&self) -> bool {
-        if self.waits_for_report_reader()
-            && self.released_pos < self.outcomes_pos
-            // Relaxed: only decides whether to stay awake for a release,
-            // which loads the cursor again (Acquire).
-            && self.ring.reports_read().load(Relaxed) > self.released_pos
-        {
-            return true; // the client read reports: their space is to free
+        if self.waits_for_report_reader() && self.finished_entries > 0 {
+            if let Some(front) = self.in_flight.front() {
+                // Relaxed: only decides whether to stay awake for a release,
+                // which loads the cursor again (Acquire). True only when the
+                // release would free something, so a cursor inside the
+                // front entry cannot keep the consumer spinning.
+                if self.ring.reports_read().load(Relaxed) >= front.pos + front.span as u64 {
+                    return true; // the client read reports: space to free
+                }
+            }
         }
         if self.lap_in_flight() || self.tracking_full() {
             return false;

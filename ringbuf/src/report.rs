@@ -72,6 +72,11 @@ impl ReportReader {
     pub fn read(&mut self, max: usize, mut each: impl FnMut(DeliveryReport)) -> usize {
         let ring = &*self.producer.ring;
         let outcomes = self.producer.outcomes();
+        // Space before `released` was given back without us (our process
+        // was taken for gone): its reports are lost, read on from there.
+        // Relaxed: only a lower bound; the records after it are published
+        // by `outcomes`.
+        self.pos = self.pos.max(ring.released().load(Relaxed));
         let mut n = 0;
         while n < max && self.pos < outcomes {
             // Every record before `outcomes` is finished and stays in place

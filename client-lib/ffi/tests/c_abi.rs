@@ -300,7 +300,11 @@ fn c_program_writes_what_the_broker_stores() {
 
     let topic = unique_name("c-abi");
     let full_topic = format!("{topic}-full");
-    let daemon = Daemon::start(work.path(), &[(&topic, 3), (&full_topic, 1)]);
+    let batch_topic = format!("{topic}-batch");
+    let daemon = Daemon::start(
+        work.path(),
+        &[(&topic, 3), (&full_topic, 1), (&batch_topic, 1)],
+    );
 
     let mut command = if std::env::var_os("SHMKAFKA_C_ABI_VALGRIND").is_some() {
         let mut c = Command::new("valgrind");
@@ -335,6 +339,24 @@ fn c_program_writes_what_the_broker_stores() {
 
     let records = consume(&daemon.bootstrap, &topic, written);
     verify_content(&records);
+
+    // The batches, in order on partition 0.
+    let batch = consume(&daemon.bootstrap, &batch_topic, 5);
+    let got: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = batch
+        .iter()
+        .map(|r| (r.key.clone(), r.value.clone()))
+        .collect();
+    let some = |s: &str| Some(s.as_bytes().to_vec());
+    assert_eq!(
+        got,
+        [
+            (some("b0"), some("first")),
+            (some("b1"), some("second")),
+            (some("b2"), some("third")),
+            (some("z0"), some("inline")),
+            (some("z1"), None),
+        ]
+    );
 }
 
 #[test]

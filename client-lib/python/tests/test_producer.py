@@ -172,3 +172,22 @@ def test_blocking_send_gives_up_after_block_timeout(stalled_daemon):
 
 def test_library_version():
     assert shmkafka.library_version() == shmkafka.__version__
+
+
+def test_send_batch_writes_a_list_with_one_call(daemon, consume, topic_name):
+    with shmkafka.Producer.connect(socket_path=daemon.socket, ring_capacity=1 << 20) as producer:
+        before = producer.send(topic_name, value=b"before")
+        first = producer.send_batch(topic_name, [
+            (b"a", b"ka"),
+            {"value": b"b", "headers": [("h", b"x")], "partition": 0},
+            (None, b"kc"),
+        ])
+        assert first == before + 1, "numbered after the record before"
+        assert producer.send(topic_name, value=b"after") == first + 3
+        assert producer.flush(timeout=30) == []
+    records = consume(topic_name, 5)
+    by_value = {r.value: r for r in records}
+    assert by_value[b"a"].key == b"ka"
+    assert by_value[b"b"].headers == [("h", b"x")] and by_value[b"b"].partition == 0
+    assert by_value[None].key == b"kc"
+    assert set(by_value) == {b"before", b"a", b"b", None, b"after"}

@@ -27,6 +27,7 @@
 
 #![allow(non_camel_case_types)] // C names, so the header reads like C.
 
+mod batch;
 mod producer;
 mod reports;
 mod reservation;
@@ -37,6 +38,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::Error;
 
+pub use batch::{
+    shmkafka_batch, shmkafka_batch_abort, shmkafka_batch_commit, shmkafka_batch_key,
+    shmkafka_batch_value, shmkafka_producer_reserve_batch, shmkafka_producer_send_batch,
+    shmkafka_record,
+};
 pub use producer::{
     shmkafka_failure, shmkafka_header, shmkafka_producer, shmkafka_producer_close,
     shmkafka_producer_connect, shmkafka_producer_failures, shmkafka_producer_flush,

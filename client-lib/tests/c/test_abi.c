@@ -348,6 +348,75 @@ static int content(const char *socket, const char *topic_name, long bulk) {
     return written;
 }
 
+/* Batches: three records copied with one claim, then two written in place
+ * with one claim and a third reservation aborted. The broker must hold
+ * exactly "b0".."b2" then "z0","z1", numbered after each other. */
+static void batches(const char *socket, const char *topic_name) {
+    shmkafka_producer_options options = {0};
+    options.socket_path = socket;
+    options.ring_capacity = 1 << 16;
+    options.client_name = "c-abi-batch";
+    shmkafka_producer *p = NULL;
+    OK(shmkafka_producer_connect(&options, &p));
+    if (p == NULL) return;
+    const shmkafka_topic *t = NULL;
+    OK(shmkafka_producer_topic(p, topic_name, &t));
+
+    shmkafka_record records[3];
+    memset(records, 0, sizeof records);
+    const char *keys[3] = {"b0", "b1", "b2"};
+    const char *values[3] = {"first", "second", "third"};
+    for (int i = 0; i < 3; i++) {
+        records[i].key = b(keys[i]);
+        records[i].key_len = 2;
+        records[i].value = b(values[i]);
+        records[i].value_len = strlen(values[i]);
+        records[i].partition = 0;
+        records[i].timestamp_ms = NOW;
+    }
+    uint64_t first = 99;
+    OK(shmkafka_producer_send_batch(p, t, records, 3, &first));
+    CHECK(first == 0);
+    CHECK_CODE(shmkafka_producer_send_batch(p, t, NULL, 1, NULL), SHMKAFKA_RESULT_NULL_ARGUMENT,
+               "records");
+
+    size_t key_lens[2] = {2, 2};
+    size_t value_lens[2] = {6, SIZE_MAX}; /* the second value is null */
+    shmkafka_batch *batch = NULL;
+    OK(shmkafka_producer_reserve_batch(p, t, key_lens, value_lens, 2, &batch));
+    for (size_t i = 0; i < 2 && batch != NULL; i++) {
+        uint8_t *area = NULL;
+        size_t len = 0;
+        OK(shmkafka_batch_key(batch, i, &area, &len));
+        CHECK(len == 2);
+        if (area != NULL && len == 2) {
+            area[0] = 'z';
+            area[1] = (uint8_t)('0' + i);
+        }
+        OK(shmkafka_batch_value(batch, i, &area, &len));
+        CHECK(len == (i == 0 ? 6 : 0));
+        if (area != NULL && len == 6) memcpy(area, "inline", 6);
+    }
+    uint8_t *unused = NULL;
+    size_t unused_len = 0;
+    CHECK_CODE(shmkafka_batch_key(batch, 2, &unused, &unused_len),
+               SHMKAFKA_RESULT_INVALID_ARGUMENT, "index 2");
+    OK(shmkafka_batch_commit(batch, &first));
+    CHECK(first == 3);
+
+    shmkafka_batch *dropped = NULL;
+    OK(shmkafka_producer_reserve_batch(p, t, key_lens, value_lens, 1, &dropped));
+    OK(shmkafka_batch_abort(dropped));
+
+    size_t failed = 99;
+    OK(shmkafka_producer_flush(p, 30000, &failed));
+    CHECK(failed == 0);
+    shmkafka_stats stats;
+    OK(shmkafka_producer_stats(p, &stats));
+    CHECK(stats.aborted == 1);
+    OK(shmkafka_producer_close(p, 10000));
+}
+
 int main(int argc, char **argv) {
     if (argc != 4) {
         fprintf(stderr, "usage: %s SOCKET TOPIC BULK_COUNT\n", argv[0]);
@@ -359,6 +428,8 @@ int main(int argc, char **argv) {
     full_ring(argv[1], full_topic);
     snprintf(full_topic, sizeof full_topic, "%s-failures", argv[2]);
     permanent_failure(argv[1], full_topic);
+    snprintf(full_topic, sizeof full_topic, "%s-batch", argv[2]);
+    batches(argv[1], full_topic);
     int written = content(argv[1], argv[2], atol(argv[3]));
     if (failures != 0) {
         fprintf(stderr, "%d checks failed\n", failures);

@@ -25,6 +25,9 @@ impl DrainThread {
                     continue;
                 }
             };
+            // Failures a previous daemon held died with it (the spool has
+            // them): say so, or the client's flush would wait for them.
+            consumer.set_failures_held(0);
             let ring = Ring::new(client, consumer);
             match self.rings.iter().position(Option::is_none) {
                 Some(i) => self.rings[i] = Some(ring),
@@ -53,9 +56,13 @@ impl DrainThread {
             if !ring.client.is_disconnected() {
                 continue;
             }
-            // Nobody reads its reports or failures any more.
-            ring.consumer.report_reader_gone();
-            ring.report_held_failures();
+            if ring.client.process_exited() {
+                // Nobody reads its reports or failures any more. (A live
+                // process that lost its connection registers the same ring
+                // again and reads on.)
+                ring.consumer.report_reader_gone();
+                ring.report_held_failures();
+            }
             if ring.has_unfinished_work() {
                 continue;
             }
@@ -142,6 +149,8 @@ impl DrainThread {
             let handed_before = ring.consumer.drain_pos().max(ring.reproduce_before);
             let (spooled, complete) = match ring.client.segment.consumer() {
                 Ok(mut consumer) => {
+                    // Nobody reads its reports: what is spooled is released.
+                    consumer.report_reader_gone();
                     let outcome =
                         self.dead_letters
                             .spool_abandoned(&mut consumer, &ring.client, |seq| {

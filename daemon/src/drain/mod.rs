@@ -209,7 +209,10 @@ impl DrainThread {
             .rings
             .iter()
             .flatten()
-            .filter(|r| r.quarantined.is_none())
+            // A ring held back for unread failures is not drained even if
+            // a record waits in it: watching it would wake us at once. Its
+            // client's reads are seen within IDLE_PARK.
+            .filter(|r| r.quarantined.is_none() && !r.failures_back_up())
             .map(|r| &r.consumer)
             .collect();
         shmkafka_ringbuf::park_any(&consumers, IDLE_PARK);

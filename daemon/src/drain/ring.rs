@@ -16,7 +16,7 @@ use crate::kafka::{Persistence, Producer, Topic};
 /// thread (librdkafka keeps one object per topic anyway).
 pub(super) type TopicHandles = HashMap<Arc<str>, Arc<Topic>>;
 
-/// Failures one ring may have waiting for its client's failure queue (24
+/// Failures one ring may have waiting for its client's failure queue (16
 /// bytes each) before the ring is no longer drained.
 pub(super) const MAX_HELD_FAILURES: usize = 4096;
 
@@ -153,13 +153,13 @@ impl Ring {
     }
 
     /// Moves held failures into the client's failure queue while it has
-    /// room, in order. A gone client's are dropped: nobody can read them,
-    /// and the spool has every one.
+    /// room, in order. Those of a client whose process exited are dropped:
+    /// nobody can read them, and the spool has every one.
     pub fn report_held_failures(&mut self) {
         if self.held_failures.is_empty() {
             return;
         }
-        if self.client.is_disconnected() {
+        if self.client.process_exited() {
             self.held_failures.clear();
         }
         while let Some(&failure) = self.held_failures.front() {
@@ -231,7 +231,7 @@ impl Ring {
         debug_assert!(self.in_flight == 0 && self.awaiting_spool == 0);
         let again = self.consumer.pending();
         let mut consumer = self.client.segment.consumer().map_err(|e| e.to_string())?;
-        if self.client.is_disconnected() {
+        if self.client.process_exited() {
             consumer.report_reader_gone();
         }
         self.reproduce_before = self.reproduce_before.max(self.consumer.drain_pos());

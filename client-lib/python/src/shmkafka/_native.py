@@ -65,6 +65,23 @@ class Header(Structure):
     ]
 
 
+class RecordStruct(Structure):
+    """shmkafka_record: one record of shmkafka_producer_send_batch."""
+
+    _fields_ = [
+        ("key", c_char_p),
+        ("key_len", c_size_t),
+        ("key_is_null", c_uint8),
+        ("value", c_char_p),
+        ("value_len", c_size_t),
+        ("value_is_null", c_uint8),
+        ("headers", POINTER(Header)),
+        ("headers_len", c_size_t),
+        ("partition", c_int32),
+        ("timestamp_ms", c_int64),
+    ]
+
+
 class FailureStruct(Structure):
     _fields_ = [("seq", c_uint64), ("code", c_int32), ("persistence", c_uint32)]
 
@@ -142,6 +159,10 @@ _SIGNATURES = {
             c_uint64,  # opaque
             POINTER(c_uint64),
         ],
+    ),
+    "shmkafka_producer_send_batch": (
+        c_int32,
+        [ProducerPtr, TopicPtr, POINTER(RecordStruct), c_size_t, POINTER(c_uint64)],
     ),
     "shmkafka_producer_poll_reports": (
         c_int32,

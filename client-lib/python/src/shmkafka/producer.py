@@ -312,6 +312,58 @@ class Producer:
             raise
         return seq.value
 
+    def send_batch(self, topic, records):
+        """Copies a list of records into the ring with one claim and one call
+        into the library, and commits them; returns the first sequence
+        number (the others follow it, in list order). All or none; the
+        batch may take at most half the ring.
+
+        records: ``(value, key)`` pairs or dicts with the keyword arguments
+        of :meth:`send` (``value``, ``key``, ``headers``, ``partition``,
+        ``timestamp_ms``). Delivery reports of batched records go to the
+        producer's ``on_delivery``.
+        """
+        handle = self._live()
+        if type(topic) is not Topic:
+            topic = self.topic(topic)
+        elif topic._producer is not self:
+            raise ValueError(f"{topic!r} belongs to another producer")
+        records = list(records)
+        array = (_native.RecordStruct * len(records))()
+        keep = []
+        for slot, record in zip(array, records):
+            if isinstance(record, dict):
+                fields = dict(record)
+            else:
+                value, key = record
+                fields = {"value": value, "key": key}
+            key = _as_bytes(fields.get("key"), "key")
+            value = _as_bytes(fields.get("value"), "value")
+            headers = fields.get("headers")
+            if headers:
+                header_array, header_count, header_keep = _header_array(headers)
+                keep.append((header_array, header_keep))
+                slot.headers = header_array
+                slot.headers_len = header_count
+            slot.key = key
+            slot.key_len = 0 if key is None else len(key)
+            slot.key_is_null = key is None
+            slot.value = value
+            slot.value_len = 0 if value is None else len(value)
+            slot.value_is_null = value is None
+            partition = fields.get("partition")
+            slot.partition = _native.PARTITION_UNASSIGNED if partition is None else partition
+            timestamp = fields.get("timestamp_ms")
+            slot.timestamp_ms = _native.TIMESTAMP_NOW if timestamp is None else timestamp
+            keep.append((key, value))
+        first = c_uint64()
+        args = (handle, topic._ptr, array, len(records))
+        if self._delivery_reports:
+            self._send_serving(self._lib.shmkafka_producer_send_batch, args, first)
+        else:
+            check(self._lib.shmkafka_producer_send_batch(*args, byref(first)))
+        return first.value
+
     def _send_serving(self, send, args, seq):
         """Sends; while the ring is full, serves delivery reports (which
         give their records' space back) until the block timeout."""
