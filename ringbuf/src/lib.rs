@@ -11,7 +11,7 @@
 //! acknowledged or has failed.
 //!
 //! ```
-//! use shmkafka_ringbuf::{Delivery, Record, Segment, SegmentOptions, WhenFull};
+//! use shmkafka_ringbuf::{Outcome, Record, Segment, SegmentOptions, WhenFull};
 //!
 //! let segment = Segment::create(&SegmentOptions::with_capacity(1 << 16))?;
 //! let producer = segment.producer();
@@ -19,12 +19,14 @@
 //!     &Record { topic_id: 0, value: Some(b"hello"), ..Record::default() },
 //!     WhenFull::Fail,
 //! )?;
+//! assert_eq!(seq, 0); // records are numbered 0, 1, 2, ...
 //!
 //! let mut consumer = segment.consumer()?;
 //! let record = consumer.peek()?.expect("committed");
-//! assert_eq!(record.value(), Some(&b"hello"[..]));
+//! assert_eq!((record.seq(), record.value()), (seq, Some(&b"hello"[..])));
+//! let pos = record.pos(); // how the consumer names it
 //! consumer.advance();
-//! consumer.mark(seq, &Outcome::delivered(0, 0, 0));
+//! consumer.mark(pos, &Outcome::delivered(0, 0, 0));
 //! consumer.release();
 //! assert_eq!(producer.released(), producer.tail());
 //! # Ok::<(), Box<dyn std::error::Error>>(())

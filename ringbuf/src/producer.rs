@@ -462,6 +462,12 @@ impl Slot<'_> {
         self.seq
     }
 
+    /// The record's stream position in the ring: how the consumer names it
+    /// ([`crate::RecordView::pos`]).
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
+
     fn payload_offset(&self) -> usize {
         self.producer.ring.index(self.pos) + RECORD_HEADER_SIZE
     }

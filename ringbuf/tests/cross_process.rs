@@ -207,8 +207,8 @@ impl Daemon {
             let expected = self.next.entry(thread).or_insert(0);
             assert_eq!(i, *expected, "thread {thread}: order or gap");
             *expected += 1;
-            self.last_seq = record.seq();
-            self.seqs.push(record.seq());
+            self.last_seq = record.pos();
+            self.seqs.push(record.pos());
             self.consumer.advance();
             n += 1;
             if self.seqs.len() >= 64 {
@@ -433,7 +433,7 @@ fn holder_child() {
             )
             .unwrap();
         slot.value_mut()[..32].fill(0xEE);
-        report(format!("R {}\n", slot.seq()));
+        report(format!("R {}\n", slot.pos()));
         // Hold it until killed.
         thread::sleep(CHILD_LIFETIME);
         std::process::exit(1);

@@ -881,15 +881,16 @@ fn consumer_finishes_a_release_its_predecessor_died_in() {
     };
     send(b"first");
     send(b"second");
-    let third = send(b"third");
+    let third = producer.tail(); // its position
+    let third_seq = send(b"third");
 
     // The first consumer hands out and finishes two records, then "dies"
     // mid-release: the span is announced and zeroed, `released` not moved.
     let mut first = segment.consumer().unwrap();
     for _ in 0..2 {
-        let seq = first.peek().unwrap().expect("record").seq();
+        let pos = first.peek().unwrap().expect("record").pos();
         first.advance();
-        assert!(first.mark(seq, &Outcome::delivered(0, 0, 0)));
+        assert!(first.mark(pos, &Outcome::delivered(0, 0, 0)));
     }
     drop(first);
     put(segment.fd(), OFF_RELEASING as u64, &third.to_le_bytes());
@@ -899,7 +900,7 @@ fn consumer_finishes_a_release_its_predecessor_died_in() {
     let mut next = segment.consumer().unwrap();
     let view = next.peek().unwrap().expect("the record after the span");
     assert_eq!(view.value(), Some(&b"third"[..]));
-    assert_eq!(view.seq(), third);
+    assert_eq!((view.pos(), view.seq()), (third, third_seq));
     assert_eq!(segment.cursors().1, third, "the release was finished");
 }
 

@@ -318,6 +318,9 @@ struct Harness<'a> {
     last_seen: [Option<u64>; PRODUCERS],
     delivered: u64,
     committed: u64,
+    /// The sequence number the next claim gets (claims are numbered in
+    /// order here: one thread drives every producer).
+    next_seq: u64,
 }
 
 impl<'a> Harness<'a> {
@@ -332,6 +335,7 @@ impl<'a> Harness<'a> {
             last_seen: [None; PRODUCERS],
             delivered: 0,
             committed: 0,
+            next_seq: 0,
         }
     }
 
@@ -350,9 +354,11 @@ impl<'a> Harness<'a> {
                 let real = content
                     .with_headers(|h| producer.reserve(&spec_of(&content, h), WhenFull::Fail));
                 if let Some(slot) = check_full(real, expected) {
-                    assert_eq!(slot.seq(), expected.unwrap());
+                    assert_eq!(slot.pos(), expected.unwrap());
+                    assert_eq!(slot.seq(), self.next_seq);
+                    self.next_seq += 1;
                     self.model.entries.push_back(Entry {
-                        pos: slot.seq(),
+                        pos: slot.pos(),
                         span: content.span(),
                         kind: Kind::Open,
                         done: false,
@@ -377,8 +383,8 @@ impl<'a> Harness<'a> {
                     if !open.written {
                         write_slot(&mut open, which % 2 == 1);
                     }
-                    let pos = open.slot.seq();
-                    assert_eq!(open.slot.commit(), pos);
+                    let (pos, seq) = (open.slot.pos(), open.slot.seq());
+                    assert_eq!(open.slot.commit(), seq);
                     self.model.entry(pos).kind = Kind::Committed(Box::new(open.content));
                     self.committed += 1;
                 }
@@ -390,7 +396,7 @@ impl<'a> Harness<'a> {
                     if which % 3 == 0 {
                         write_slot(&mut open, true);
                     }
-                    let pos = open.slot.seq();
+                    let pos = open.slot.pos();
                     drop(open);
                     self.model.entry(pos).kind = Kind::Aborted;
                 }
@@ -412,9 +418,10 @@ impl<'a> Harness<'a> {
                     )
                 });
                 if let Some(seq) = check_full(real, expected) {
-                    assert_eq!(seq, expected.unwrap());
+                    assert_eq!(seq, self.next_seq);
+                    self.next_seq += 1;
                     self.model.entries.push_back(Entry {
-                        pos: seq,
+                        pos: expected.unwrap(),
                         span: content.span(),
                         kind: Kind::Committed(Box::new(content)),
                         done: false,
@@ -459,8 +466,9 @@ impl<'a> Harness<'a> {
                 }
                 let expected = self.model.claim(total);
                 if let Some(first) = check_full(real, expected) {
-                    assert_eq!(first, expected.unwrap());
-                    let mut pos = first;
+                    assert_eq!(first, self.next_seq, "the batch is numbered in a row");
+                    self.next_seq += contents.len() as u64;
+                    let mut pos = expected.unwrap();
                     for content in contents {
                         let span = content.span();
                         self.model.entries.push_back(Entry {
@@ -531,7 +539,7 @@ impl<'a> Harness<'a> {
             }
             (Some(record), Some(c)) => {
                 let pos = self.model.drain_pos();
-                assert_eq!(record.seq(), pos);
+                assert_eq!(record.pos(), pos);
                 assert_eq!(record.topic_id(), c.topic);
                 assert_eq!(record.partition(), c.partition);
                 assert_eq!(record.timestamp_ms(), c.timestamp);
@@ -561,7 +569,7 @@ impl<'a> Harness<'a> {
             }
             (real, expected) => panic!(
                 "ring gave {:?}, model expected {:?}",
-                real.map(|r| r.seq()),
+                real.map(|r| r.pos()),
                 expected
             ),
         }
