@@ -175,8 +175,8 @@ typedef struct shmkafka_header {
 } shmkafka_header;
 
 /**
- * One record of `shmkafka_producer_send_batch`: the fields of
- * `shmkafka_producer_send`, with the same conventions.
+ * One record: the record arguments of `shmkafka_producer_send`, with the
+ * same conventions; an array of them for `shmkafka_producer_send_batch`.
  */
 typedef struct shmkafka_record {
   /**

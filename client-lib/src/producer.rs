@@ -130,6 +130,23 @@ struct Shared {
     failures_taken: Mutex<Vec<Failure>>,
 }
 
+impl<'a> RecordLayout<'a> {
+    /// The ring's description of this record for `topic`, stamped `now`
+    /// unless it has a timestamp.
+    fn spec(&self, topic: &Topic, now: i64) -> RecordSpec<'a> {
+        RecordSpec {
+            topic_id: topic.id,
+            partition: self
+                .partition
+                .unwrap_or(shmkafka_ringbuf::PARTITION_UNASSIGNED),
+            timestamp_ms: self.timestamp_ms.unwrap_or(now),
+            key_len: self.key_len,
+            value_len: self.value_len,
+            headers: self.headers,
+        }
+    }
+}
+
 /// The shape of a record to write in place with [`Producer::reserve_with`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RecordLayout<'a> {
@@ -345,16 +362,7 @@ impl Producer {
         topic: &Topic,
         layout: &RecordLayout<'_>,
     ) -> Result<Reservation<'_>, Error> {
-        let spec = RecordSpec {
-            topic_id: topic.id,
-            partition: layout
-                .partition
-                .unwrap_or(shmkafka_ringbuf::PARTITION_UNASSIGNED),
-            timestamp_ms: layout.timestamp_ms.unwrap_or_else(now_ms),
-            key_len: layout.key_len,
-            value_len: layout.value_len,
-            headers: layout.headers,
-        };
+        let spec = layout.spec(topic, now_ms());
         let slot = self.with_room(|when_full| self.shared.ring.reserve(&spec, when_full))?;
         Ok(Reservation { slot })
     }
@@ -370,19 +378,7 @@ impl Producer {
         layouts: &[RecordLayout<'_>],
     ) -> Result<BatchReservation<'_>, Error> {
         let now = now_ms();
-        let specs: Vec<RecordSpec<'_>> = layouts
-            .iter()
-            .map(|layout| RecordSpec {
-                topic_id: topic.id,
-                partition: layout
-                    .partition
-                    .unwrap_or(shmkafka_ringbuf::PARTITION_UNASSIGNED),
-                timestamp_ms: layout.timestamp_ms.unwrap_or(now),
-                key_len: layout.key_len,
-                value_len: layout.value_len,
-                headers: layout.headers,
-            })
-            .collect();
+        let specs: Vec<RecordSpec<'_>> = layouts.iter().map(|l| l.spec(topic, now)).collect();
         let batch =
             self.with_room(|when_full| self.shared.ring.reserve_batch(&specs, when_full))?;
         Ok(BatchReservation { batch })

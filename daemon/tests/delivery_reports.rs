@@ -30,6 +30,41 @@ fn producer(daemon: &shmkafka_testkit::DaemonProcess, delivery_reports: bool) ->
     .expect("client connects")
 }
 
+/// A mock broker with `topic` of `partitions` partitions, and a daemon
+/// producing to it with extra `properties`; its spool is `dir/spool`.
+struct Setup {
+    dir: tempfile::TempDir,
+    topic: String,
+    broker: MockBrokerProcess,
+    daemon: shmkafka_testkit::DaemonProcess,
+}
+
+impl Setup {
+    fn new(topic_prefix: &str, partitions: u32, properties: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let topic = unique_name(topic_prefix);
+        let broker = MockBrokerProcess::start_with_binary(
+            mock_broker_bin(),
+            1,
+            &[(topic.as_str(), partitions)],
+        )
+        .expect("broker");
+        let daemon = start_daemon(
+            dir.path(),
+            broker.bootstrap_servers(),
+            &dir.path().join("spool"),
+            properties,
+            "",
+        );
+        Self {
+            dir,
+            topic,
+            broker,
+            daemon,
+        }
+    }
+}
+
 /// Polls reports until `expected` arrived (or a minute passed).
 fn collect_reports(producer: &Producer, expected: usize) -> Vec<DeliveryReport> {
     let mut reports = Vec::new();
@@ -44,21 +79,13 @@ fn collect_reports(producer: &Producer, expected: usize) -> Vec<DeliveryReport> 
 
 #[test]
 fn every_record_gets_one_report_naming_where_the_broker_stored_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let topic_name = unique_name("reports");
-    let broker = MockBrokerProcess::start_with_binary(
-        mock_broker_bin(),
-        1,
-        &[(topic_name.as_str(), PARTITIONS as u32)],
-    )
-    .expect("broker");
-    let daemon = start_daemon(
-        dir.path(),
-        broker.bootstrap_servers(),
-        &dir.path().join("spool"),
-        &[],
-        "",
-    );
+    // Every field bound: a field left to `..` would be dropped at once.
+    let Setup {
+        dir: _dir,
+        topic: topic_name,
+        broker,
+        daemon,
+    } = Setup::new("reports", PARTITIONS as u32, &[]);
     let producer = producer(&daemon, true);
     let topic = producer.topic(&topic_name).expect("topic");
 
@@ -173,18 +200,12 @@ fn reports_producer(daemon: &shmkafka_testkit::DaemonProcess, when_full: WhenFul
 
 #[test]
 fn unread_reports_hold_back_send_and_nothing_is_dropped() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let topic_name = unique_name("reports-held");
-    let broker =
-        MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(topic_name.as_str(), 1)])
-            .expect("broker");
-    let daemon = start_daemon(
-        dir.path(),
-        broker.bootstrap_servers(),
-        &dir.path().join("spool"),
-        &[],
-        "",
-    );
+    let Setup {
+        dir: _dir,
+        topic: topic_name,
+        broker: _broker,
+        daemon,
+    } = Setup::new("reports-held", 1, &[]);
 
     // Fail-fast: the ring fills with records whose reports are unread.
     let producer = reports_producer(&daemon, WhenFull::Fail);
@@ -275,19 +296,13 @@ fn send_too_large(
 #[test]
 fn ten_thousand_permanent_failures_all_reach_the_application_and_the_spool() {
     const FAILURES: u64 = 10_000;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let Setup {
+        dir,
+        topic: topic_name,
+        broker: _broker,
+        daemon,
+    } = Setup::new("too-large", 1, &[("message.max.bytes", "1000")]);
     let spool = dir.path().join("spool");
-    let topic_name = unique_name("too-large");
-    let broker =
-        MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(topic_name.as_str(), 1)])
-            .expect("broker");
-    let daemon = start_daemon(
-        dir.path(),
-        broker.bootstrap_servers(),
-        &spool,
-        &[("message.max.bytes", "1000")],
-        "",
-    );
 
     // Without delivery reports: through the failure queue, which holds 64.
     let flushing = producer(&daemon, false);
@@ -352,18 +367,12 @@ fn flush_without_polling_keeps_every_report_for_the_next_poll() {
     // plus what a waiting send keeps (65,536): flush must take every
     // report as it waits, or it would wait forever.
     const RECORDS: u64 = 300_000;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let topic_name = unique_name("reports-flush");
-    let broker =
-        MockBrokerProcess::start_with_binary(mock_broker_bin(), 1, &[(topic_name.as_str(), 2)])
-            .expect("broker");
-    let daemon = start_daemon(
-        dir.path(),
-        broker.bootstrap_servers(),
-        &dir.path().join("spool"),
-        &[],
-        "",
-    );
+    let Setup {
+        dir: _dir,
+        topic: topic_name,
+        broker: _broker,
+        daemon,
+    } = Setup::new("reports-flush", 2, &[]);
     let producer = Producer::connect_with(ProducerOptions {
         socket_path: Some(daemon.socket().to_owned()),
         ring_capacity: 32 << 20,

@@ -2,9 +2,16 @@
 //! errors (NOT_ENOUGH_REPLICAS, NOT_LEADER_FOR_PARTITION, REQUEST_TIMED_OUT),
 //! partition leaders move between the brokers of a 3-broker cluster, and a
 //! leader drops its connections (down/up blip: a transport error) while two
-//! client processes stream. With the idempotent producer (the daemon's
-//! default) every record is delivered exactly once and in order per
-//! producing thread within each partition (`common::verify`).
+//! client processes stream. Every record is delivered, in order per
+//! producing thread within each partition (`common::verify`), and none fails.
+//!
+//! Not exactly once here: librdkafka's mock cluster checks producer
+//! sequence numbers only for transactional producers
+//! (`rd_kafka_mock_validate_records` returns before the check without a
+//! `TransactionalId`), so a batch librdkafka retries after the transport
+//! blip may be stored twice by this broker (seen once in six runs). Apache
+//! Kafka drops such a retry: `real_kafka_faults` shows no duplicates under
+//! leader kills and restarts.
 
 use shmkafkad_test_support::common;
 use shmkafkad_test_support::fault_support;
@@ -154,9 +161,8 @@ fn injected_broker_errors_leader_moves_and_a_transport_blip_deliver_once_in_orde
         &WORKLOAD,
         &ids,
         |_| false,
-        Guarantee::ExactlyOnce,
+        Guarantee::AtLeastOnce,
     );
-    assert_eq!(verdict.duplicates, 0);
     report_row(
         "4 produce errors 19/6/7, leader moves, blip",
         Tally {
@@ -164,7 +170,7 @@ fn injected_broker_errors_leader_moves_and_a_transport_blip_deliver_once_in_orde
             acked: total,
             consumed: verdict.consumed as u64,
             lost: 0,
-            duplicated: 0,
+            duplicated: verdict.duplicates as u64,
         },
         started.elapsed(),
     );

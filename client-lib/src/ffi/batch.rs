@@ -8,36 +8,9 @@
 
 use std::sync::Arc;
 
-use super::producer::{shmkafka_header, shmkafka_producer, shmkafka_topic, MessageFields};
+use super::producer::{shmkafka_producer, shmkafka_record, shmkafka_topic};
 use super::{deref, guard, out, shmkafka_result, Failed};
 use crate::{BatchReservation, Producer, RecordLayout};
-
-/// One record of `shmkafka_producer_send_batch`: the fields of
-/// `shmkafka_producer_send`, with the same conventions.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct shmkafka_record {
-    /// Key bytes (see the byte-field convention).
-    pub key: *const u8,
-    /// Key length.
-    pub key_len: usize,
-    /// Nonzero: null key.
-    pub key_is_null: u8,
-    /// Value bytes.
-    pub value: *const u8,
-    /// Value length.
-    pub value_len: usize,
-    /// Nonzero: null value.
-    pub value_is_null: u8,
-    /// `headers_len` headers, or NULL when 0.
-    pub headers: *const shmkafka_header,
-    /// Number of headers.
-    pub headers_len: usize,
-    /// `SHMKAFKA_PARTITION_UNASSIGNED` or a partition.
-    pub partition: i32,
-    /// `SHMKAFKA_TIMESTAMP_NOW` or ms since the epoch.
-    pub timestamp_ms: i64,
-}
 
 /// Records reserved together and written in place. Opaque; freed by
 /// exactly one of `shmkafka_batch_commit` or `shmkafka_batch_abort`. Use
@@ -77,22 +50,8 @@ pub unsafe extern "C" fn shmkafka_producer_send_batch(
         let records = unsafe { slice(records, count, "records") }?;
         let messages = records
             .iter()
-            .map(|r| {
-                let fields = MessageFields {
-                    key: r.key,
-                    key_len: r.key_len,
-                    key_is_null: r.key_is_null,
-                    value: r.value,
-                    value_len: r.value_len,
-                    value_is_null: r.value_is_null,
-                    headers: r.headers,
-                    headers_len: r.headers_len,
-                    partition: r.partition,
-                    timestamp_ms: r.timestamp_ms,
-                };
-                // SAFETY: the caller promises readable buffers and headers.
-                unsafe { fields.message() }
-            })
+            // SAFETY: the caller promises readable buffers and headers.
+            .map(|record| unsafe { record.message() })
             .collect::<Result<Vec<_>, _>>()?;
         let first = handle.producer.send_batch(topic, &messages)?;
         if !out_first_seq.is_null() {

@@ -41,13 +41,12 @@ use crate::Error;
 pub use batch::{
     shmkafka_batch, shmkafka_batch_abort, shmkafka_batch_commit, shmkafka_batch_key,
     shmkafka_batch_value, shmkafka_producer_reserve_batch, shmkafka_producer_send_batch,
-    shmkafka_record,
 };
 pub use producer::{
     shmkafka_failure, shmkafka_header, shmkafka_producer, shmkafka_producer_close,
     shmkafka_producer_connect, shmkafka_producer_failures, shmkafka_producer_flush,
     shmkafka_producer_options, shmkafka_producer_send, shmkafka_producer_stats,
-    shmkafka_producer_topic, shmkafka_stats, shmkafka_topic, SHMKAFKA_FAIL_FAST,
+    shmkafka_producer_topic, shmkafka_record, shmkafka_stats, shmkafka_topic, SHMKAFKA_FAIL_FAST,
     SHMKAFKA_PARTITION_UNASSIGNED, SHMKAFKA_TIMESTAMP_NOW,
 };
 pub use reports::{

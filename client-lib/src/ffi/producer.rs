@@ -291,26 +291,44 @@ pub unsafe extern "C" fn shmkafka_producer_send(
     timestamp_ms: i64,
     out_seq: *mut u64,
 ) -> shmkafka_result {
+    let record = shmkafka_record {
+        key,
+        key_len,
+        key_is_null,
+        value,
+        value_len,
+        value_is_null,
+        headers,
+        headers_len,
+        partition,
+        timestamp_ms,
+    };
+    // SAFETY: forwarded from this function's own contract.
+    unsafe { send_record(producer, topic, &record, None, out_seq) }
+}
+
+/// The body of `shmkafka_producer_send` and `_send_opaque`.
+///
+/// # Safety
+/// As `shmkafka_producer_send`, for the buffers `record` points to.
+pub(super) unsafe fn send_record(
+    producer: *const shmkafka_producer,
+    topic: *const shmkafka_topic,
+    record: &shmkafka_record,
+    opaque: Option<u64>,
+    out_seq: *mut u64,
+) -> shmkafka_result {
     guard(|| {
         // SAFETY: the caller promises NULL or live handles.
         let handle = unsafe { deref(producer, "producer") }?;
         // SAFETY: as above.
         let topic = unsafe { deref(topic, "topic") }?.check_owner(handle)?;
-        let fields = MessageFields {
-            key,
-            key_len,
-            key_is_null,
-            value,
-            value_len,
-            value_is_null,
-            headers,
-            headers_len,
-            partition,
-            timestamp_ms,
-        };
         // SAFETY: the caller promises readable buffers and headers.
-        let message = unsafe { fields.message() }?;
-        let seq = handle.producer.send(topic, &message)?;
+        let message = unsafe { record.message() }?;
+        let seq = match opaque {
+            None => handle.producer.send(topic, &message)?,
+            Some(opaque) => handle.producer.send_with_opaque(topic, &message, opaque)?,
+        };
         if !out_seq.is_null() {
             // SAFETY: non-NULL and, as the caller promises, writable.
             unsafe { out_seq.write(seq) };
@@ -319,21 +337,34 @@ pub unsafe extern "C" fn shmkafka_producer_send(
     })
 }
 
-/// The record arguments of `shmkafka_producer_send` and its variants.
-pub(super) struct MessageFields {
+/// One record: the record arguments of `shmkafka_producer_send`, with the
+/// same conventions; an array of them for `shmkafka_producer_send_batch`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct shmkafka_record {
+    /// Key bytes (see the byte-field convention).
     pub key: *const u8,
+    /// Key length.
     pub key_len: usize,
+    /// Nonzero: null key.
     pub key_is_null: u8,
+    /// Value bytes.
     pub value: *const u8,
+    /// Value length.
     pub value_len: usize,
+    /// Nonzero: null value.
     pub value_is_null: u8,
+    /// `headers_len` headers, or NULL when 0.
     pub headers: *const shmkafka_header,
+    /// Number of headers.
     pub headers_len: usize,
+    /// `SHMKAFKA_PARTITION_UNASSIGNED` or a partition.
     pub partition: i32,
+    /// `SHMKAFKA_TIMESTAMP_NOW` or ms since the epoch.
     pub timestamp_ms: i64,
 }
 
-impl MessageFields {
+impl shmkafka_record {
     /// The message these fields describe, checked.
     ///
     /// # Safety

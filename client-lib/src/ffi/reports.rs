@@ -6,7 +6,9 @@ use std::ffi::{c_char, c_void, CString};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::producer::{shmkafka_header, shmkafka_producer, shmkafka_topic, MessageFields};
+use super::producer::{
+    send_record, shmkafka_header, shmkafka_producer, shmkafka_record, shmkafka_topic,
+};
 use super::{deref, guard, out, shmkafka_result, Failed};
 use crate::{DeliveryReport, Persistence};
 
@@ -105,32 +107,20 @@ pub unsafe extern "C" fn shmkafka_producer_send_opaque(
     opaque: u64,
     out_seq: *mut u64,
 ) -> shmkafka_result {
-    guard(|| {
-        // SAFETY: the caller promises NULL or live handles.
-        let handle = unsafe { deref(producer, "producer") }?;
-        // SAFETY: as above.
-        let topic = unsafe { deref(topic, "topic") }?.check_owner(handle)?;
-        let fields = MessageFields {
-            key,
-            key_len,
-            key_is_null,
-            value,
-            value_len,
-            value_is_null,
-            headers,
-            headers_len,
-            partition,
-            timestamp_ms,
-        };
-        // SAFETY: the caller promises readable buffers and headers.
-        let message = unsafe { fields.message() }?;
-        let seq = handle.producer.send_with_opaque(topic, &message, opaque)?;
-        if !out_seq.is_null() {
-            // SAFETY: non-NULL and, as the caller promises, writable.
-            unsafe { out_seq.write(seq) };
-        }
-        Ok(())
-    })
+    let record = shmkafka_record {
+        key,
+        key_len,
+        key_is_null,
+        value,
+        value_len,
+        value_is_null,
+        headers,
+        headers_len,
+        partition,
+        timestamp_ms,
+    };
+    // SAFETY: forwarded from this function's own contract.
+    unsafe { send_record(producer, topic, &record, Some(opaque), out_seq) }
 }
 
 /// Takes up to `capacity` delivery reports (oldest first, in commit order)
