@@ -213,14 +213,14 @@ echo "== stripped, debug info in -dbgsym"
 # holds it under its build id.
 check_debug() {
     local file="$work/$1/$2" build_id debug
-    if readelf -S "$file" | grep -q '\.debug_info'; then
+    if readelf -S "$file" | grep '\.debug_info' > /dev/null; then
         fail "/$2 in $1 is not stripped"
     else
         pass "/$2 in $1 is stripped"
     fi
     build_id="$(readelf -n "$file" | awk '/Build ID:/ {print $3}')"
     debug="$work/$1-dbgsym/usr/lib/debug/.build-id/${build_id:0:2}/${build_id:2}.debug"
-    if [ -n "$build_id" ] && readelf -S "$debug" 2> /dev/null | grep -q '\.debug_info'; then
+    if [ -n "$build_id" ] && readelf -S "$debug" 2> /dev/null | grep '\.debug_info' > /dev/null; then
         pass "$1-dbgsym holds the debug info of /$2 (build id $build_id)"
     else
         fail "$1-dbgsym lacks the debug info of /$2 (build id '${build_id}')"

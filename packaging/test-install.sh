@@ -101,7 +101,9 @@ installed() {
 }
 in_loader_cache() {
     # /lib is /usr/lib on a merged-/usr system: the cache may name either.
-    in_root ldconfig -p | grep -q "libshmkafka.so.0 .*=> \(/usr\)\?/lib/$multiarch/libshmkafka.so.0\$"
+    # Not `grep -q`: it stops at the first match, and under pipefail the
+    # SIGPIPE this gives ldconfig would fail the pipeline now and then.
+    in_root ldconfig -p | grep "libshmkafka.so.0 .*=> \(/usr\)\?/lib/$multiarch/libshmkafka.so.0\$" > /dev/null
 }
 
 echo "== debootstrap $suite into $root"
@@ -161,7 +163,7 @@ expect_stat /etc/shmkafka "750 root shmkafka"
 expect_stat /etc/shmkafka/shmkafkad.toml "640 root shmkafka"
 expect_stat /var/lib/shmkafka "750 shmkafka shmkafka"
 expect_stat /var/lib/shmkafka/spool "750 shmkafka shmkafka"
-if in_root dpkg-query -W -f '${Conffiles}' shmkafkad | grep -q '^ /etc/shmkafka/shmkafkad.toml '; then
+if in_root dpkg-query -W -f '${Conffiles}' shmkafkad | grep '^ /etc/shmkafka/shmkafkad.toml ' > /dev/null; then
     pass "/etc/shmkafka/shmkafkad.toml is a conffile"
 else
     fail "/etc/shmkafka/shmkafkad.toml is not a conffile of shmkafkad"
@@ -234,7 +236,7 @@ expect "the spool stays" test -d /var/lib/shmkafka/spool
 echo "== purge"
 apt_in_root purge shmkafkad libshmkafka-dev libshmkafka0
 for package in shmkafkad libshmkafka-dev libshmkafka0; do
-    if in_root dpkg-query -W -f '${db:Status-Status}' "$package" 2> /dev/null | grep -qv not-installed; then
+    if in_root dpkg-query -W -f '${db:Status-Status}' "$package" 2> /dev/null | grep -v not-installed > /dev/null; then
         fail "$package is still known to dpkg after purge"
     fi
 done
