@@ -144,6 +144,9 @@ impl Daemon {
             .arg("--embedded-broker")
             .arg("--socket")
             .arg(&socket)
+            // The test's own spool: permanent failures are written there.
+            .arg("--spool-dir")
+            .arg(dir.join("spool"))
             .args(["--log-level", "info"]);
         for (topic, partitions) in topics {
             command

@@ -47,7 +47,9 @@ def _start_daemon(tmp_path, extra_args, expect_bootstrap):
     log = tmp_path / "shmkafkad.log"
     env = {k: v for k, v in os.environ.items() if k != "RUST_LOG"}
     process = subprocess.Popen(
-        [binary, "--socket", sock, "--log-level", "info", *extra_args],
+        # The test's own spool: permanent failures are written there.
+        [binary, "--socket", sock, "--spool-dir", str(tmp_path / "spool"),
+         "--log-level", "info", *extra_args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=open(log, "wb"),
