@@ -45,6 +45,8 @@ pub struct Client {
     pub uid: u32,
     /// The mapped ring.
     pub segment: Segment,
+    /// The ring's identity, kept in its header across daemon restarts.
+    pub ring_id: u64,
     /// Topic names by client-chosen id; `None` where unregistered or refused.
     /// Never longer than [`MAX_TOPICS_PER_CLIENT`].
     topics: RwLock<Vec<Option<Arc<str>>>>,
@@ -59,6 +61,23 @@ pub struct Client {
     pub counters: ClientCounters,
 }
 
+/// A random non-zero ring identity (see `OFF_RING_ID`).
+fn new_ring_id() -> u64 {
+    loop {
+        // The kernel's generator does not fail once it is seeded, which it
+        // is long before a daemon starts; a clock-derived value would still
+        // be unique per ring in practice.
+        let id = getrandom::u64().unwrap_or_else(|_| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
 impl Client {
     /// A new registration.
     pub fn new(id: u64, name: String, pid: u32, uid: u32, segment: Segment) -> Self {
@@ -67,6 +86,7 @@ impl Client {
             name,
             pid,
             uid,
+            ring_id: segment.identity_or(new_ring_id()),
             segment,
             topics: RwLock::new(Vec::new()),
             topics_version: AtomicU64::new(0),

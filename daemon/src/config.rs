@@ -14,6 +14,9 @@ use thiserror::Error;
 
 use crate::kafka::{is_secret_key, KafkaConfig, Secret, MASK};
 
+mod exactly_once;
+pub use exactly_once::{ExactlyOnceSection, DEFAULT_PROGRESS_TOPIC};
+
 /// Default control socket.
 pub const DEFAULT_SOCKET_PATH: &str = shmkafka_protocol::DEFAULT_SOCKET_PATH;
 /// Default of `daemon.log_summary_interval_s`.
@@ -55,6 +58,8 @@ pub const DEFAULT_MAX_MAPPED_BYTES: u64 = 16 << 30;
 pub const DEFAULT_UNAUTHENTICATED_CONNECTIONS: usize = 8;
 /// Default time a new connection has to send its first message.
 pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 2_000;
+/// Most drain threads.
+pub const MAX_DRAIN_THREADS: usize = 64;
 /// Default bound on the dead-letter spool's total size.
 pub const DEFAULT_SPOOL_MAX_TOTAL_BYTES: u64 = 1 << 30;
 
@@ -113,6 +118,9 @@ pub struct Config {
     /// Prometheus endpoint.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// The opt-in exactly-once mode.
+    #[serde(default)]
+    pub exactly_once: ExactlyOnceSection,
     /// librdkafka properties, passed through.
     #[serde(default)]
     pub kafka: KafkaSection,
@@ -586,9 +594,9 @@ impl Config {
     /// Checks ranges and lets librdkafka check every property.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let d = &self.drain;
-        if d.threads == 0 || d.threads > 64 {
+        if d.threads == 0 || d.threads > MAX_DRAIN_THREADS {
             return Err(ConfigError::Invalid(format!(
-                "drain.threads = {} must be 1..=64",
+                "drain.threads = {} must be 1..={MAX_DRAIN_THREADS}",
                 d.threads
             )));
         }
@@ -637,9 +645,11 @@ impl Config {
                 read_secret_file(key, &path.to_string())?;
             }
         }
-        self.kafka_config()
+        let kafka = self.kafka_config();
+        kafka
             .validate()
-            .map_err(|e| ConfigError::Kafka(e.to_string()))
+            .map_err(|e| ConfigError::Kafka(e.to_string()))?;
+        self.exactly_once.validate(&kafka)
     }
 
     /// The librdkafka configuration: daemon defaults, then `[kafka]`.
@@ -723,6 +733,21 @@ impl Config {
                 .address()
                 .map_or_else(|| "off".to_owned(), |a| a.to_string())
         ));
+        let e = &self.exactly_once;
+        if e.enabled {
+            out.push_str(&format!(
+                "exactly_once = on
+exactly_once.daemon_id = {}
+exactly_once.progress_topic = {}
+                 exactly_once.commit_interval_ms = {}
+exactly_once.commit_max_records = {}
+",
+                e.daemon_id, e.progress_topic, e.commit_interval_ms, e.commit_max_records
+            ));
+        } else {
+            out.push_str("exactly_once = off
+");
+        }
         for (k, v) in self.kafka_config().masked_entries() {
             out.push_str(&format!("kafka.{k} = {v}\n"));
         }

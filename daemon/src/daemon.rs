@@ -10,6 +10,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::drain::{DrainOptions, DrainThread};
+use crate::exactly_once::{self, ExactlyOnce, Settings};
 use crate::kafka::{client_errors, ProducerOptions, ThreadPinning};
 use crate::log_summary::{Held, Observation, Summaries, ALL_BROKERS_DOWN};
 use crate::metrics::{DrainStats, Endpoint, Telemetry};
@@ -34,6 +35,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         },
         // Each drain thread gives its producers a feed of its own.
         statistics: None,
+        // Set per drain thread in the exactly-once mode.
+        transactional_id: None,
     };
 
     let mut inboxes = Vec::new();
@@ -52,6 +55,17 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .set_limit(config.metrics.max_client_series);
 
     crate::spool::probe_dir(&config.spool.dir);
+    let exactly_once = config.exactly_once.enabled.then(|| {
+        ExactlyOnce::new(Settings::new(
+            &config.exactly_once,
+            &kafka,
+            config.drain.threads,
+        ))
+    });
+    let exactly_once_start = exactly_once
+        .as_ref()
+        .map(|eos| exactly_once::spawn_start(Arc::clone(eos), Arc::clone(&stopping)))
+        .transpose()?;
     let mut drain_handles = Vec::new();
     let mut drain_stats = Vec::new();
     let mut telemetry = Telemetry::new(Arc::clone(&registry), config.spool.dir.clone());
@@ -75,6 +89,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             Arc::clone(&registry),
             Arc::clone(&stopping),
             Arc::clone(&stats),
+            exactly_once.clone(),
         )?;
         telemetry.add_drain(Arc::clone(&stats), thread.statistics_feed());
         drain_stats.push(stats);
@@ -148,6 +163,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         if handle.join().is_err() {
             error!("a drain thread panicked");
         }
+    }
+    if exactly_once_start.is_some_and(|h| h.join().is_err()) {
+        error!("the exactly-once start-up thread panicked");
     }
     let delivered: u64 = drain_stats
         .iter()

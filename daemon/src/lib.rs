@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod drain;
+pub mod exactly_once;
 pub mod fuzzing;
 #[allow(unsafe_code)]
 pub mod kafka;

@@ -47,6 +47,12 @@ pub const OFF_FLAGS: usize = 40;
 /// Flag: the client reads a delivery report for every record, and the
 /// consumer keeps each record's space until the client has read its report.
 pub const FLAG_DELIVERY_REPORTS: u32 = 1;
+/// Offset of the ring's identity (u64): a random non-zero number the
+/// daemon draws the first time it sees the ring and keeps for the ring's
+/// life, so a restarted daemon knows the ring again (exactly-once progress
+/// is kept per identity). Zero until then; segments of any client library
+/// version start with it zero, so the field needs no new layout version.
+pub const OFF_RING_ID: usize = 48;
 
 // Header page: cursors and wake-up words, one 128-byte slot each.
 /// Producers' claim cursor: total bytes ever claimed (monotonic, never wraps).

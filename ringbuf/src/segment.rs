@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use nix::fcntl::{fcntl, FcntlArg, SealFlag};
@@ -384,5 +385,19 @@ impl Segment {
     /// `(tail, released)` cursors.
     pub fn cursors(&self) -> (u64, u64) {
         self.ring.cursors()
+    }
+
+    /// The ring's identity ([`OFF_RING_ID`]): `candidate` (non-zero) if the
+    /// ring had none yet, else the one it has. Only the daemon calls this;
+    /// a client may overwrite the field, which confuses only its own ring.
+    pub fn identity_or(&self, candidate: u64) -> u64 {
+        debug_assert_ne!(candidate, 0);
+        let id = self.ring.mem.header_u64(OFF_RING_ID);
+        // Relaxed: the identity guards no other memory; it is read back
+        // only by daemons, each after mapping the segment anew.
+        match id.compare_exchange(0, candidate, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => candidate,
+            Err(existing) => existing,
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
-use super::opaque::MAX_SLOTS;
+use super::opaque::MAX_RING_SLOTS;
 use super::ring::Ring;
 use super::{DrainThread, INFLIGHT_POLL};
 use crate::kafka::PurgeScope;
@@ -31,11 +31,11 @@ impl DrainThread {
             let ring = Ring::new(client, consumer);
             match self.rings.iter().position(Option::is_none) {
                 Some(i) => self.rings[i] = Some(ring),
-                None if self.rings.len() < MAX_SLOTS => self.rings.push(Some(ring)),
+                None if self.rings.len() < MAX_RING_SLOTS => self.rings.push(Some(ring)),
                 None => {
                     error!(
                         client = ring.client.id,
-                        rings = MAX_SLOTS,
+                        rings = MAX_RING_SLOTS,
                         "drain thread is full; client not drained"
                     );
                     self.registry.remove(ring.client.id);
@@ -88,6 +88,9 @@ impl DrainThread {
             info!(client = ring.client.id, name = %ring.client.name,
                 delivered = ring.client.counters.delivered.load(Ordering::Relaxed),
                 "client gone and its ring drained; segment released");
+            if let Some(txn) = self.txn.as_mut() {
+                txn.retired(ring.client.ring_id);
+            }
             self.registry.remove(ring.client.id);
             *slot = None;
         }
@@ -106,6 +109,7 @@ impl DrainThread {
             self.step_recovery();
             let produced = self.drain_rings();
             self.serve_reports(INFLIGHT_POLL);
+            self.commit_if_due(true);
             let pending = self.recovery.is_draining()
                 || self.rings.iter().flatten().any(|r| {
                     r.quarantined.is_none()
@@ -117,6 +121,7 @@ impl DrainThread {
                 break;
             }
         }
+        self.abort_at_stop();
         let left = self.in_flight();
         if left > 0 {
             warn!(records = left, "shutdown budget spent; unacknowledged records stay in the rings for the next start");

@@ -15,6 +15,7 @@
 //! - [`recovery`]: producing records again after retriable failures, and
 //!   replacing a producer after a fatal error;
 //! - [`clients`]: rings arriving, retiring, and the graceful stop;
+//! - [`transaction`]: exactly-once transactions (when enabled);
 //! - [`ring`]: what the thread knows about one ring;
 //! - [`opaque`]: the per-message opaque;
 //! - [`test_hooks`]: faults the tests provoke through the environment.
@@ -26,6 +27,7 @@ mod recovery;
 mod reports;
 mod ring;
 mod test_hooks;
+mod transaction;
 
 pub use test_hooks::{FATAL_FILE_ENV, STALL_FILE_ENV};
 
@@ -41,6 +43,7 @@ use self::produce::HandOff;
 use self::recovery::Recovery;
 use self::ring::{Ring, TopicHandles};
 use crate::client::Client;
+use crate::exactly_once::ExactlyOnce;
 use crate::kafka::{DeliveryReport, KafkaConfig, Producer, ProducerOptions, StatisticsFeed};
 use crate::metrics::latency::LatencySnapshot;
 use crate::metrics::DrainStats;
@@ -102,10 +105,14 @@ pub struct DrainThread {
     /// `stats.latency` once per poll.
     latency_batch: LatencySnapshot,
     dead_letters: DeadLetters,
+    /// Exactly-once transactions; `None` in the default at-least-once mode.
+    txn: Option<transaction::Transactions>,
 }
 
 impl DrainThread {
-    /// A drain thread with its own producer.
+    /// A drain thread with its own producer (transactional if
+    /// `exactly_once` is given).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         kafka: &KafkaConfig,
         mut producer_options: ProducerOptions,
@@ -114,17 +121,27 @@ impl DrainThread {
         registry: Arc<Registry>,
         stopping: Arc<AtomicBool>,
         stats: Arc<DrainStats>,
+        exactly_once: Option<Arc<ExactlyOnce>>,
     ) -> Result<Self, crate::kafka::KafkaError> {
         // Producers that replace this one publish into the same feed.
         producer_options
             .statistics
             .get_or_insert_with(StatisticsFeed::default);
+        let kafka = match &exactly_once {
+            Some(eos) => {
+                producer_options.transactional_id =
+                    Some(eos.settings.transactional_id(options.index));
+                eos.settings.kafka.clone()
+            }
+            None => kafka.clone(),
+        };
         Ok(Self {
+            txn: exactly_once.map(transaction::Transactions::new),
             dead_letters: DeadLetters::new(&options.spool, options.index),
-            producer: Producer::new(kafka, producer_options.clone())?,
+            producer: Producer::new(&kafka, producer_options.clone())?,
             topic_handles: TopicHandles::new(),
             rings: Vec::new(),
-            kafka: kafka.clone(),
+            kafka,
             producer_options,
             recovery: Recovery::default(),
             shutdown_purged: false,
@@ -163,6 +180,7 @@ impl DrainThread {
             self.step_recovery();
             let produced = self.drain_rings();
             let reported = self.serve_reports(Duration::ZERO);
+            self.commit_if_due(false);
             self.retire_finished_clients();
             if produced + reported > 0 {
                 idle_since = None;
@@ -198,6 +216,12 @@ impl DrainThread {
             return;
         }
         let now = Instant::now();
+        if self.txn.as_ref().is_some_and(|t| !t.is_initialised()) {
+            // Exactly-once start-up (or a new producer's) under way: records
+            // wait, so a commit must not wake us.
+            std::thread::sleep(IDLE_PARK);
+            return;
+        }
         if !self.recovery.may_produce(now) {
             // Committed records wait for the recovery, so a commit must not
             // wake us (parking would return at once).

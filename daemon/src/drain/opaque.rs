@@ -21,6 +21,10 @@ const SLOT_SHIFT: u32 = 48;
 const OFFSET_MASK: u64 = (1 << SLOT_SHIFT) - 1;
 /// Slots a drain thread can address.
 pub(super) const MAX_SLOTS: usize = 1 << (u64::BITS - SLOT_SHIFT);
+/// The slot of exactly-once progress records, which belong to no ring.
+pub(super) const PROGRESS_SLOT: usize = MAX_SLOTS - 1;
+/// Rings a drain thread can hold (every slot but [`PROGRESS_SLOT`]).
+pub(super) const MAX_RING_SLOTS: usize = PROGRESS_SLOT;
 
 // The packing needs the whole 64 bits of a pointer.
 const _: () = assert!(usize::BITS == 64);

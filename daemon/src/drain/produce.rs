@@ -106,11 +106,17 @@ pub(super) fn produce_one(
 impl DrainThread {
     /// One pass over all rings; returns records handed to librdkafka.
     pub(super) fn drain_rings(&mut self) -> usize {
-        if !self.recovery.may_produce(std::time::Instant::now()) {
+        if !self.recovery.may_produce(std::time::Instant::now())
+            || !self.transactions_ready()
+            || !self.begin_transaction_if_needed()
+        {
             return 0;
         }
         let mut total = 0;
         for slot in 0..self.rings.len() {
+            if !self.ring_caught_up(slot) {
+                continue;
+            }
             match self.drain_ring(slot) {
                 Ok(n) => total += n,
                 Err(QueueFull) => {
@@ -153,9 +159,16 @@ impl DrainThread {
         ring.topics
             .refresh(&ring.client, &self.producer, &mut self.topic_handles);
         let capacity = ring.consumer.capacity();
-        let (mut produced, mut reproduced) = (0u64, 0u64);
+        let (mut produced, mut reproduced, mut refused) = (0u64, 0u64, 0usize);
+        // Exactly-once: what the open transaction may still take.
+        let room = self
+            .txn
+            .as_ref()
+            .map_or(usize::MAX, |t| t.room());
         let mut result = Ok(());
-        while (produced as usize) < self.options.batch_per_ring {
+        while (produced as usize) < self.options.batch_per_ring
+            && (produced as usize) + refused < room
+        {
             if ring
                 .stop_at
                 .is_some_and(|stop| ring.consumer.drain_pos() >= stop)
@@ -197,7 +210,10 @@ impl DrainThread {
                     produced += 1;
                     reproduced += u64::from(seq < ring.reproduce_before);
                 }
-                Step::Refused(code) => fail_now(ring, slot, seq, code, &mut self.dead_letters),
+                Step::Refused(code) => {
+                    refused += 1;
+                    fail_now(ring, slot, seq, code, &mut self.dead_letters);
+                }
                 Step::QueueFull => {
                     result = Err(QueueFull);
                     break;
@@ -207,6 +223,12 @@ impl DrainThread {
                     break;
                 }
             }
+        }
+        if let Some(txn) = self.txn.as_mut() {
+            // Refused records count too: the ring's position passes them.
+            let added = produced as usize + refused;
+            txn.added(added);
+            ring.in_transaction |= added > 0;
         }
         self.stats.produced.fetch_add(produced, Ordering::Relaxed);
         self.stats

@@ -31,6 +31,9 @@ pub(super) const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest delay between recoveries while attempts keep failing (e.g. a
 /// broker outage longer than `message.timeout.ms`).
 pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Most time recovery spends aborting an exactly-once transaction before
+/// it replaces the producer instead.
+const ABORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a producer with a fatal error may take to report what it had
 /// in flight (the broker may still acknowledge it) before it is purged.
 pub(super) const FATAL_INFLIGHT_WAIT: Duration = Duration::from_secs(5);
@@ -266,7 +269,15 @@ impl DrainThread {
                     error!(error = %e, "purging the producer for a retry failed");
                 }
             }
-            Action::Rewind { rebuild, cause } => {
+            Action::Rewind {
+                mut rebuild,
+                cause,
+            } => {
+                // Exactly-once: the open transaction cannot commit; abort it
+                // (a failed abort needs a new producer, which fences it).
+                if !rebuild && !self.abort_open_transaction(ABORT_TIMEOUT) {
+                    rebuild = true;
+                }
                 if rebuild {
                     if let Err(e) = self.replace_producer(cause) {
                         error!(error = %e, "creating a replacement librdkafka producer failed; retrying");
@@ -303,6 +314,15 @@ impl DrainThread {
         let old = std::mem::replace(&mut self.producer, replacement);
         let old_name = old.name();
         drop(old);
+        if let Some(txn) = self.txn.as_mut() {
+            // Its open transaction is left to the new producer's fencing;
+            // whether its last commit took effect is read back.
+            txn.producer_replaced();
+            for ring in self.rings.iter_mut().flatten() {
+                ring.uncommitted = 0;
+                ring.in_transaction = false;
+            }
+        }
         self.stats.producer_rebuilds.fetch_add(1, Ordering::Relaxed);
         warn!(error = %cause.name(), old = %old_name, new = %self.producer.name(),
             "librdkafka producer replaced after a fatal error");

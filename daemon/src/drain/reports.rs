@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use shmkafka_ringbuf::{Failure, Outcome};
 use tracing::{error, warn};
 
-use super::opaque::Opaque;
+use super::opaque::{Opaque, PROGRESS_SLOT};
 use super::recovery::{Cause, PurgeOrigin};
 use super::DrainThread;
 use crate::kafka::{ErrorClass, KafkaErrorCode};
@@ -65,6 +65,17 @@ impl DrainThread {
         let mut failed_attempts = false;
         for report in self.reports.drain(..) {
             let opaque = Opaque::decode(report.opaque);
+            if opaque.slot == PROGRESS_SLOT {
+                // A position record of an exactly-once transaction: only its
+                // failure matters (the transaction cannot commit).
+                if let (Err(code), Some(txn)) = (report.result, self.txn.as_mut()) {
+                    if !txn.is_aborting() {
+                        txn.doom();
+                        self.recovery.request(Cause::Retriable(code), Instant::now());
+                    }
+                }
+                continue;
+            }
             let Some(ring) = self.rings.get_mut(opaque.slot).and_then(Option::as_mut) else {
                 error!(
                     opaque = report.opaque,
@@ -78,6 +89,12 @@ impl DrainThread {
                 Verdict::Delivered => {
                     let outcome =
                         Outcome::delivered(report.partition, report.offset, report.timestamp_ms);
+                    if let Some(txn) = self.txn.as_mut() {
+                        // Marked once the transaction commits.
+                        txn.acknowledged(opaque.slot, seq, outcome, report.latency_us);
+                        ring.uncommitted += 1;
+                        continue;
+                    }
                     ring.consumer.mark(seq, &outcome);
                     ring.finished(seq);
                     ring.acked_unpublished += 1;
@@ -86,12 +103,19 @@ impl DrainThread {
                 }
                 Verdict::ProduceAgain(cause) => {
                     failed_attempts = true;
+                    if let Some(txn) = self.txn.as_mut() {
+                        txn.doom();
+                    }
                     ring.note_failed_attempt(seq, report.status);
                     self.recovery.request(cause, Instant::now());
                 }
                 Verdict::KeepForNextStart => ring.note_failed_attempt(seq, report.status),
                 Verdict::Spool(code) => {
                     failed_attempts = true;
+                    if let Some(txn) = self.txn.as_mut() {
+                        // librdkafka fails the transaction with the record.
+                        txn.doom();
+                    }
                     let status = ring.persistence(seq, Some(report.status), 0);
                     if log_summary::note_failure(FailureKind::Permanent(code.name().into_owned())) {
                         warn!(client = ring.client.id, seq, error = %code.name(),
@@ -121,6 +145,13 @@ impl DrainThread {
         self.stats.delivered.fetch_add(delivered, Ordering::Relaxed);
         self.stats.latency.absorb(&mut self.latency_batch);
         self.spool_failures();
+        self.publish_and_release();
+        n
+    }
+
+    /// Adds served acknowledgements to the clients' counters, moves held
+    /// failures on, and releases what is finished.
+    pub(super) fn publish_and_release(&mut self) {
         for ring in self.rings.iter_mut().flatten() {
             if ring.acked_unpublished > 0 {
                 ring.client.counters.delivered.fetch_add(
@@ -131,12 +162,14 @@ impl DrainThread {
             ring.report_held_failures();
             ring.consumer.release();
         }
-        n
     }
 
     /// Whose purge the `_PURGE_*` reports of this poll answer, if ours.
     fn purge_origin(&self) -> Option<PurgeOrigin> {
-        if self.shutdown_purged {
+        if self.txn.as_ref().is_some_and(|t| t.is_aborting()) {
+            // An abort purges what the transaction had outstanding.
+            Some(PurgeOrigin::Recovery)
+        } else if self.shutdown_purged {
             Some(PurgeOrigin::Shutdown)
         } else {
             self.recovery.purge_origin()

@@ -46,6 +46,19 @@ pub(super) struct Ring {
     /// Records before this position are being produced again (counted as
     /// re-produced).
     pub reproduce_before: u64,
+    /// Exactly-once: records acknowledged in the open transaction, marked
+    /// once it commits.
+    pub uncommitted: usize,
+    /// Exactly-once: the open transaction carries records of this ring (so
+    /// it writes the ring's position).
+    pub in_transaction: bool,
+    /// Exactly-once: the committed position was looked up (on arrival, and
+    /// again after the producer was replaced).
+    pub progress_checked: bool,
+    /// Exactly-once: records before this position were delivered by a
+    /// committed transaction the ring has not seen through (a previous
+    /// daemon's): mark them delivered before producing.
+    pub catch_up_to: Option<u64>,
     /// Unfinished records whose earlier attempt failed, with what that
     /// attempt may have left in the log. Records absent here are in flight
     /// now (before `consumer.drain_pos()`) or were never handed to
@@ -127,6 +140,10 @@ impl Ring {
             acked_unpublished: 0,
             rewind_pending: false,
             reproduce_before: 0,
+            uncommitted: 0,
+            in_transaction: false,
+            progress_checked: false,
+            catch_up_to: None,
             attempts: HashMap::new(),
         }
     }
@@ -136,7 +153,12 @@ impl Ring {
     /// records whose attempt failed are unfinished too; see
     /// `Recovery::is_draining`.)
     pub fn has_unfinished_work(&self) -> bool {
-        self.in_flight > 0 || self.awaiting_spool > 0 || self.rewind_pending
+        self.in_flight > 0
+            || self.awaiting_spool > 0
+            || self.rewind_pending
+            || self.uncommitted > 0
+            || self.in_transaction
+            || self.catch_up_to.is_some()
     }
 
     /// The spooled record at `pos` failed for good: finishes it and tells
@@ -221,6 +243,46 @@ impl Ring {
         if !self.attempts.is_empty() {
             self.attempts.remove(&seq);
         }
+    }
+
+    /// Exactly-once: marks the records before `catch_up_to` delivered (a
+    /// committed transaction carried them; their offsets are unknown here)
+    /// and releases them. Runs on a consumer fresh from the release cursor,
+    /// nothing in flight. Returns how many it marked, or `None` while some
+    /// are not reachable yet (the consumer's tracking is full until the
+    /// client reads its reports): call again later.
+    pub fn catch_up(&mut self) -> Option<usize> {
+        let end = self.catch_up_to?;
+        let (tail, _) = self.client.segment.cursors();
+        // A position past what was ever claimed is not this ring's (the
+        // client rewrote its identity): never mark what does not exist.
+        let end = end.min(tail);
+        let mut marked = 0;
+        while self.consumer.drain_pos() < end {
+            let (pos, partition, timestamp_ms) = match self.consumer.peek() {
+                Ok(Some(view)) => (view.pos(), view.partition(), view.timestamp_ms()),
+                Ok(None) => {
+                    self.consumer.release();
+                    return None;
+                }
+                Err(e) => {
+                    self.quarantine(e.to_string(), "marking records a committed transaction carried");
+                    self.catch_up_to = None;
+                    return Some(marked);
+                }
+            };
+            if pos >= end {
+                break;
+            }
+            self.consumer.advance();
+            self.consumer
+                .mark(pos, &Outcome::delivered(partition, -1, timestamp_ms));
+            self.finished(pos);
+            marked += 1;
+        }
+        self.consumer.release();
+        self.catch_up_to = None;
+        Some(marked)
     }
 
     /// Rebuilds the consumer from the release cursor, so it yields every

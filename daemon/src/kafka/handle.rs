@@ -276,6 +276,16 @@ impl NativeError {
         unsafe { rd::rd_kafka_error_is_fatal(self.0.as_ptr()) != 0 }
     }
 
+    pub(crate) fn is_retriable(&self) -> bool {
+        // SAFETY: the error object is live.
+        unsafe { rd::rd_kafka_error_is_retriable(self.0.as_ptr()) != 0 }
+    }
+
+    pub(crate) fn txn_requires_abort(&self) -> bool {
+        // SAFETY: the error object is live.
+        unsafe { rd::rd_kafka_error_txn_requires_abort(self.0.as_ptr()) != 0 }
+    }
+
     pub(crate) fn message(&self) -> String {
         // SAFETY: the error object is live and its string lives as long as
         // it; we copy before returning.

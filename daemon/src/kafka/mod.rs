@@ -51,6 +51,7 @@ mod mock;
 mod pinning;
 mod preflight;
 mod producer;
+mod transactions;
 
 pub use callbacks::StatisticsFeed;
 pub use config::{is_secret_key, KafkaConfig, Secret, MASK};
@@ -61,6 +62,7 @@ pub use handle::librdkafka_build;
 pub use log::LOG_TARGET;
 pub use mock::{api_key, MockCluster, MockTopicSpec, MOCK_DEFAULT_PARTITIONS};
 pub use pinning::ThreadPinning;
+pub use transactions::{TxnError, TxnErrorKind};
 pub use producer::{
     Header, OutgoingMessage, Producer, ProducerOptions, PurgeScope, Topic, PARTITION_UNASSIGNED,
 };

@@ -29,6 +29,9 @@ pub struct ProducerOptions {
     /// Publish statistics into this feed rather than a new one: a producer
     /// that replaces another keeps its readers (metrics) up to date.
     pub statistics: Option<StatisticsFeed>,
+    /// Make a transactional producer with this `transactional.id` (the
+    /// exactly-once mode derives it; users cannot set the property).
+    pub transactional_id: Option<String>,
 }
 
 /// A header as `(name, value)`; a `None` value is a Kafka null header value.
@@ -130,6 +133,16 @@ impl Producer {
     pub fn new(config: &KafkaConfig, options: ProducerOptions) -> Result<Self, KafkaError> {
         let mut conf = config.to_native()?;
         preflight::refuse_unsupported(&conf)?;
+        if let Some(id) = &options.transactional_id {
+            let value = cstring(id).ok_or_else(|| KafkaError::NulByte {
+                key: "transactional.id".into(),
+            })?;
+            conf.set(c"transactional.id", &value)
+                .map_err(|reason| KafkaError::Config {
+                    key: "transactional.id".into(),
+                    reason,
+                })?;
+        }
         let callbacks = Box::new(CallbackState::publishing_to(options.statistics.as_ref()));
         let pinning = options
             .thread_pinning
@@ -161,6 +174,11 @@ impl Producer {
                 pinning,
             }),
         })
+    }
+
+    /// The native handle, for this module's other files.
+    pub(super) fn native_ptr(&self) -> *mut rd::rd_kafka_t {
+        self.inner.client.as_ptr()
     }
 
     /// librdkafka's instance name, e.g. `rdkafka#producer-1`.

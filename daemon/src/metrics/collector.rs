@@ -226,7 +226,7 @@ fn drains(e: &mut DescriptorEncoder<'_>, drains: &[DrainSnapshot], busy: &[f64])
         drains.iter().zip(busy).map(|(d, busy)| (labels(d), *busy)),
     )?;
     type Field = fn(&DrainSnapshot) -> f64;
-    let drain_counters: [(&str, &str, Field); 8] = [
+    let drain_counters: [(&str, &str, Field); 11] = [
         ("shmkafkad_drain_records_produced", "Records the drain thread handed to librdkafka", |d| d.produced as f64),
         ("shmkafkad_drain_records_acknowledged", "Records acknowledged by the broker", |d| d.delivered as f64),
         ("shmkafkad_drain_records_failed", "Records that failed permanently", |d| d.failed as f64),
@@ -234,6 +234,9 @@ fn drains(e: &mut DescriptorEncoder<'_>, drains: &[DrainSnapshot], busy: &[f64])
         ("shmkafkad_drain_records_reproduced", "Records produced again after a retriable failure or a producer replacement", |d| d.reproduced as f64),
         ("shmkafkad_drain_retries", "Times the drain thread rewound its rings to produce records again after retriable delivery failures", |d| d.retries as f64),
         ("shmkafkad_drain_producer_rebuilds", "librdkafka producers replaced after a fatal error", |d| d.producer_rebuilds as f64),
+        ("shmkafkad_drain_transactions_committed", "Exactly-once transactions committed", |d| d.transactions_committed as f64),
+        ("shmkafkad_drain_transactions_aborted", "Exactly-once transactions aborted (their records are produced again)", |d| d.transactions_aborted as f64),
+        ("shmkafkad_drain_records_recovered_from_progress", "Records a previous daemon's committed transaction carried, marked delivered without being sent again", |d| d.recovered_from_progress as f64),
         ("shmkafkad_drain_idle_seconds", "Time the drain thread spent waiting for work", |d| d.idle_ns as f64 / 1e9),
     ];
     for (name, help, field) in drain_counters {

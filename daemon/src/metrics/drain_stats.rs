@@ -41,6 +41,14 @@ pub struct DrainStats {
     pub retries: AtomicU64,
     /// librdkafka producers replaced after a fatal error.
     pub producer_rebuilds: AtomicU64,
+    /// Exactly-once: transactions committed.
+    pub transactions_committed: AtomicU64,
+    /// Exactly-once: transactions aborted (their records are produced
+    /// again).
+    pub transactions_aborted: AtomicU64,
+    /// Exactly-once: records a previous daemon's committed transaction
+    /// carried, marked delivered without being sent again.
+    pub recovered_from_progress: AtomicU64,
     /// Produce-to-acknowledgement latency of acknowledged records.
     pub latency: LatencyHistogram,
     /// Nanoseconds spent in `wait_for_work` (parked or blocked in poll with

@@ -191,6 +191,9 @@ mod tests {
             reproduced: 0,
             retries: 0,
             producer_rebuilds: 0,
+            transactions_committed: 0,
+            transactions_aborted: 0,
+            recovered_from_progress: 0,
             idle_ns,
             latency: LatencySnapshot::default(),
         }

@@ -105,6 +105,13 @@ pub struct DrainSnapshot {
     pub retries: u64,
     /// librdkafka producers replaced after a fatal error.
     pub producer_rebuilds: u64,
+    /// Exactly-once transactions committed.
+    pub transactions_committed: u64,
+    /// Exactly-once transactions aborted.
+    pub transactions_aborted: u64,
+    /// Records a previous daemon's committed transaction carried, marked
+    /// delivered without being sent again.
+    pub recovered_from_progress: u64,
     /// Nanoseconds spent waiting for work.
     pub idle_ns: u64,
     /// Delivery latency histogram.
@@ -124,6 +131,9 @@ impl DrainSnapshot {
             reproduced: stats.reproduced.load(Ordering::Relaxed),
             retries: stats.retries.load(Ordering::Relaxed),
             producer_rebuilds: stats.producer_rebuilds.load(Ordering::Relaxed),
+            transactions_committed: stats.transactions_committed.load(Ordering::Relaxed),
+            transactions_aborted: stats.transactions_aborted.load(Ordering::Relaxed),
+            recovered_from_progress: stats.recovered_from_progress.load(Ordering::Relaxed),
             idle_ns: stats.idle_ns.load(Ordering::Relaxed),
             latency: stats.latency.snapshot(),
         }

@@ -377,7 +377,7 @@ impl RecordId {
     fn encode(self) -> Vec<u8> {
         format!("{}/{}/{}", self.proc, self.thread, self.counter).into_bytes()
     }
-    fn decode(bytes: &[u8]) -> Option<Self> {
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
         let text = std::str::from_utf8(bytes).ok()?;
         let mut parts = text.split('/').map(|p| p.parse::<u32>().ok());
         let id = RecordId {

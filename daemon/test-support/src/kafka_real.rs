@@ -64,11 +64,32 @@ pub fn verify_with_both_consumers(
     ids: &[RecordId],
     guarantee: Guarantee,
 ) -> Verdict {
+    verify_with_both_consumers_at(cluster, topic, workload, ids, guarantee, READ_UNCOMMITTED)
+}
+
+/// Kafka's `isolation.level` values.
+pub const READ_UNCOMMITTED: &str = "read_uncommitted";
+/// Only records of committed transactions (and non-transactional ones).
+pub const READ_COMMITTED: &str = "read_committed";
+
+/// [`verify_with_both_consumers`], both consumers reading at
+/// `isolation_level`.
+pub fn verify_with_both_consumers_at(
+    cluster: &KafkaCluster,
+    topic: &str,
+    workload: &Workload,
+    ids: &[RecordId],
+    guarantee: Guarantee,
+    isolation_level: &str,
+) -> Verdict {
     let grace = match guarantee {
         Guarantee::ExactlyOnce => Duration::from_millis(500),
         Guarantee::AtLeastOnce => Duration::from_secs(2),
     };
-    let options = ConsumeOptions::new(ids.len(), Duration::from_secs(120)).grace(grace);
+    let mut options = ConsumeOptions::new(ids.len(), Duration::from_secs(120)).grace(grace);
+    options
+        .properties
+        .push(("isolation.level".into(), isolation_level.into()));
     let ours = consume_all_with(cluster.bootstrap_servers(), topic, &options).expect("consuming");
     let verdict = common::verify(&ours, workload, ids, guarantee);
 
@@ -79,7 +100,7 @@ pub fn verify_with_both_consumers(
             topic,
             ours.len() + 1,
             Duration::from_secs(5),
-            "read_uncommitted",
+            isolation_level,
         )
         .expect("Kafka's console consumer");
     let by_position: BTreeMap<(i32, i64), Option<&[u8]>> = ours
