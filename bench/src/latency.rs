@@ -94,6 +94,10 @@ pub struct LatencyArgs {
         default_value = "daemon,in-process"
     )]
     pub paths: Vec<Path2Kafka>,
+    /// Start Apache Kafka with this many brokers (`testkit`'s
+    /// `KafkaCluster`) instead of the mock cluster or `--bootstrap`.
+    #[arg(long)]
+    pub kafka: Option<usize>,
     /// Broker, output (SVG: percentile curves) and daemon options.
     #[command(flatten)]
     pub common: ScenarioArgs,
@@ -518,7 +522,14 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<LatencyReport> {
     ensure!(args.rate > 0, "--rate must be positive");
     let timer = timer_overhead(200_000);
     let dir = tempfile::tempdir()?;
-    let broker = Broker::start(args.common.bootstrap.as_deref())?;
+    ensure!(
+        args.kafka.is_none() || args.common.bootstrap.is_none(),
+        "--kafka and --bootstrap each name the broker: give one"
+    );
+    let broker = match args.kafka {
+        Some(nodes) => Broker::start_kafka(&dir.path().join("kafka"), nodes)?,
+        None => Broker::start(args.common.bootstrap.as_deref())?,
+    };
     let daemon = if args.paths.contains(&Path2Kafka::Daemon) {
         Some(start_daemon(
             None,

@@ -745,8 +745,10 @@ exactly_once.commit_max_records = {}
                 e.daemon_id, e.progress_topic, e.commit_interval_ms, e.commit_max_records
             ));
         } else {
-            out.push_str("exactly_once = off
-");
+            out.push_str(
+                "exactly_once = off
+",
+            );
         }
         for (k, v) in self.kafka_config().masked_entries() {
             out.push_str(&format!("kafka.{k} = {v}\n"));

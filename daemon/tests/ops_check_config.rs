@@ -1,6 +1,7 @@
 //! `--check-config` refuses what start-up refuses, with the same message
-//! naming the property: properties the daemon cannot honour
-//! (`transactional.id`), SASL mechanisms this build lacks, and what
+//! naming the property: properties the daemon sets itself
+//! (`transactional.id`), exactly-once settings that would break its
+//! guarantee, SASL mechanisms this build lacks, and what
 //! librdkafka checks only when it creates a producer. A complete SASL
 //! configuration still passes, and the check connects to no broker.
 
@@ -104,7 +105,7 @@ fn transactional_id_is_refused_from_the_file_and_from_x() {
     let line = refused_alike(
         &["--config", config.to_str().unwrap()],
         "transactional.id",
-        "transactions are not supported through shmkafkad",
+        "transactions are not set by hand",
     );
     assert!(line.contains("remove the property"), "{line}");
 
@@ -116,8 +117,47 @@ fn transactional_id_is_refused_from_the_file_and_from_x() {
             "transactional.id=orders",
         ],
         "transactional.id",
-        "transactions are not supported through shmkafkad",
+        "transactions are not set by hand",
     );
+}
+
+#[test]
+fn exactly_once_settings_that_break_the_guarantee_are_refused_by_name() {
+    let cases = [
+        ("[exactly_once]\nenabled = true\n", "exactly_once.daemon_id is not set"),
+        (
+            "[exactly_once]\nenabled = true\ndaemon_id = \"host a\"\n",
+            "exactly_once.daemon_id = \"host a\" must be",
+        ),
+        (
+            "[exactly_once]\nenabled = true\ndaemon_id = \"a\"\n[kafka]\nacks = \"1\"\n",
+            // librdkafka refuses it first, idempotence being on.
+            "`acks` must be set to `all`",
+        ),
+        (
+            "[exactly_once]\nenabled = true\ndaemon_id = \"a\"\n[kafka]\n\"enable.idempotence\" = \"false\"\n",
+            "exactly_once needs [kafka] enable.idempotence = true",
+        ),
+        (
+            "[exactly_once]\nenabled = true\ndaemon_id = \"a\"\ncommit_interval_ms = 40000\n",
+            "exactly_once.commit_interval_ms = 40000 must be 1..=30000",
+        ),
+    ];
+    for (text, reason) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("shmkafkad.toml");
+        std::fs::write(&config, text).unwrap();
+        let args = [
+            "--config",
+            config.to_str().unwrap(),
+            "--bootstrap-servers",
+            "127.0.0.1:1",
+        ];
+        let checked = check_refuses(dir.path(), &args);
+        let started = start_refuses(dir.path(), &args);
+        assert_eq!(checked, started, "--check-config and start-up disagree");
+        assert!(checked.contains(reason), "{text:?}: {checked}");
+    }
 }
 
 #[test]

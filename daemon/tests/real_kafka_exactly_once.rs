@@ -83,7 +83,8 @@ impl Run {
         let topic = format!("eos-{slug}");
         kafka_real::create_topic(&cluster, &topic, WORKLOAD.partitions as u32, &[]);
         let socket = dir.path().join("shmkafkad.sock");
-        let daemon_spec = daemon_options(&socket, cluster.bootstrap_servers()).config(&eos_config());
+        let daemon_spec =
+            daemon_options(&socket, cluster.bootstrap_servers()).config(&eos_config());
         let daemon = daemon_spec.start();
         let children = (0..WORKLOAD.procs)
             .map(|proc_id| {
@@ -95,7 +96,10 @@ impl Run {
                 spec.spawn()
             })
             .collect();
-        eprintln!("{name}: cluster, topic and daemon ready after {:?}", started.elapsed());
+        eprintln!(
+            "{name}: cluster, topic and daemon ready after {:?}",
+            started.elapsed()
+        );
         Self {
             name,
             started,
@@ -200,7 +204,11 @@ impl Run {
             Guarantee::ExactlyOnce,
             READ_COMMITTED,
         );
-        assert_eq!(verdict.duplicates, 0, "{}: duplicates for read_committed", self.name);
+        assert_eq!(
+            verdict.duplicates, 0,
+            "{}: duplicates for read_committed",
+            self.name
+        );
         let uncommitted = read_ids(&self.cluster, &self.topic, READ_UNCOMMITTED, ids.len());
         let uncommitted_total: usize = uncommitted.values().sum();
         let uncommitted_duplicates = uncommitted_total - uncommitted.len();
@@ -219,9 +227,18 @@ impl Run {
             uncommitted_duplicates,
             self.started.elapsed()
         );
-        let spool = self.daemon_spec.socket().parent().expect("dir").join("spool");
+        let spool = self
+            .daemon_spec
+            .socket()
+            .parent()
+            .expect("dir")
+            .join("spool");
         let spooled = std::fs::read_dir(&spool).map_or(0, |d| d.count());
-        assert_eq!(spooled, 0, "{}: records were spooled as failures", self.name);
+        assert_eq!(
+            spooled, 0,
+            "{}: records were spooled as failures",
+            self.name
+        );
         let log = self.daemon.log_text();
         drop(self.daemon);
         assert!(
@@ -299,7 +316,11 @@ fn daemon_sigkilled_ten_times_read_committed_sees_each_record_once() {
         run.daemon.kill();
         std::thread::sleep(jitter.below(Duration::from_millis(500)));
         run.daemon = run.daemon_spec.start();
-        eprintln!("daemon kill {} done ({:?})", round + 1, run.started.elapsed());
+        eprintln!(
+            "daemon kill {} done ({:?})",
+            round + 1,
+            run.started.elapsed()
+        );
     }
     let uncommitted_duplicates = run.finish(&[]);
     // The mode did the work: the crashed daemons' open transactions held
@@ -332,7 +353,9 @@ fn transaction_coordinator_killed() {
     run.cluster.kill(coordinator);
     eprintln!("killed node {coordinator}, the transaction coordinator of drain thread 0");
     run.wait_committed(0.55);
-    run.cluster.restart(coordinator).expect("restarting the coordinator");
+    run.cluster
+        .restart(coordinator)
+        .expect("restarting the coordinator");
     run.finish(&[]);
 }
 

@@ -87,10 +87,7 @@ impl ExactlyOnceSection {
                  A-Z a-z 0-9 . _ -"
             ));
         }
-        if kafka
-            .get("enable.idempotence")
-            .is_some_and(|v| v != "true")
-        {
+        if kafka.get("enable.idempotence").is_some_and(|v| v != "true") {
             return invalid(
                 "exactly_once needs [kafka] enable.idempotence = true (transactions are built on \
                  the idempotent producer)"

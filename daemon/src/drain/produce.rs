@@ -161,10 +161,7 @@ impl DrainThread {
         let capacity = ring.consumer.capacity();
         let (mut produced, mut reproduced, mut refused) = (0u64, 0u64, 0usize);
         // Exactly-once: what the open transaction may still take.
-        let room = self
-            .txn
-            .as_ref()
-            .map_or(usize::MAX, |t| t.room());
+        let room = self.txn.as_ref().map_or(usize::MAX, |t| t.room());
         let mut result = Ok(());
         while (produced as usize) < self.options.batch_per_ring
             && (produced as usize) + refused < room

@@ -269,10 +269,7 @@ impl DrainThread {
                     error!(error = %e, "purging the producer for a retry failed");
                 }
             }
-            Action::Rewind {
-                mut rebuild,
-                cause,
-            } => {
+            Action::Rewind { mut rebuild, cause } => {
                 // Exactly-once: the open transaction cannot commit; abort it
                 // (a failed abort needs a new producer, which fences it).
                 if !rebuild && !self.abort_open_transaction(ABORT_TIMEOUT) {

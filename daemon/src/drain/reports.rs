@@ -71,7 +71,8 @@ impl DrainThread {
                 if let (Err(code), Some(txn)) = (report.result, self.txn.as_mut()) {
                     if !txn.is_aborting() {
                         txn.doom();
-                        self.recovery.request(Cause::Retriable(code), Instant::now());
+                        self.recovery
+                            .request(Cause::Retriable(code), Instant::now());
                     }
                 }
                 continue;
@@ -113,8 +114,11 @@ impl DrainThread {
                 Verdict::Spool(code) => {
                     failed_attempts = true;
                     if let Some(txn) = self.txn.as_mut() {
-                        // librdkafka fails the transaction with the record.
+                        // librdkafka fails the transaction with the record:
+                        // abort it, and produce the others again.
                         txn.doom();
+                        self.recovery
+                            .request(Cause::Retriable(code), Instant::now());
                     }
                     let status = ring.persistence(seq, Some(report.status), 0);
                     if log_summary::note_failure(FailureKind::Permanent(code.name().into_owned())) {

@@ -266,7 +266,10 @@ impl Ring {
                     return None;
                 }
                 Err(e) => {
-                    self.quarantine(e.to_string(), "marking records a committed transaction carried");
+                    self.quarantine(
+                        e.to_string(),
+                        "marking records a committed transaction carried",
+                    );
                     self.catch_up_to = None;
                     return Some(marked);
                 }

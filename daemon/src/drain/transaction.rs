@@ -88,9 +88,7 @@ impl Transactions {
 
     /// Whether records may be added to a transaction now.
     pub fn accepts_records(&self) -> bool {
-        self.initialised
-            && !self.doomed
-            && self.records < self.eos.settings.commit_max_records
+        self.initialised && !self.doomed && self.records < self.eos.settings.commit_max_records
     }
 
     /// Records the open transaction may still take.

@@ -133,7 +133,9 @@ impl Progress {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u64>> {
-        self.committed.lock().unwrap_or_else(PoisonError::into_inner)
+        self.committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -93,7 +93,10 @@ impl Loaded {
                 Ok(i) if i < crate::config::MAX_DRAIN_THREADS => {
                     self.producers.insert(i);
                 }
-                _ => warn!(key = rest, "progress topic: unreadable producer key ignored"),
+                _ => warn!(
+                    key = rest,
+                    "progress topic: unreadable producer key ignored"
+                ),
             }
         }
     }
@@ -169,11 +172,18 @@ pub enum Isolation {
 /// topic has now. For positions, read committed, after every producer that
 /// may have an open transaction on the topic is fenced: their transactions
 /// are then finished, so what is committed is final.
-pub fn read(settings: &Settings, isolation: Isolation, timeout: Duration) -> Result<Loaded, ReadError> {
+pub fn read(
+    settings: &Settings,
+    isolation: Isolation,
+    timeout: Duration,
+) -> Result<Loaded, ReadError> {
     let deadline = Instant::now() + timeout;
     let topic = settings.progress_topic.as_str();
     let consumer: BaseConsumer = client_config(&settings.kafka)
-        .set("group.id", format!("shmkafkad-{}-progress", settings.daemon_id))
+        .set(
+            "group.id",
+            format!("shmkafkad-{}-progress", settings.daemon_id),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set(
@@ -217,7 +227,9 @@ pub fn read(settings: &Settings, isolation: Isolation, timeout: Duration) -> Res
     loop {
         if let Some(result) = consumer.poll(Duration::from_millis(100)) {
             match result {
-                Ok(message) => loaded.apply(daemon_id, message.key().unwrap_or(&[]), message.payload()),
+                Ok(message) => {
+                    loaded.apply(daemon_id, message.key().unwrap_or(&[]), message.payload())
+                }
                 Err(e) => warn!(error = %e, "reading the progress topic"),
             }
         }
@@ -249,7 +261,13 @@ mod tests {
     #[test]
     fn latest_record_per_key_wins_and_other_daemons_are_ignored() {
         let mut loaded = Loaded::default();
-        let pos = |p: u64| serde_json::to_vec(&RingPosition { position: p, client: "c".into() }).unwrap();
+        let pos = |p: u64| {
+            serde_json::to_vec(&RingPosition {
+                position: p,
+                client: "c".into(),
+            })
+            .unwrap()
+        };
         loaded.apply("host-a", ring_key("host-a", 7).as_bytes(), Some(&pos(100)));
         loaded.apply("host-a", ring_key("host-a", 7).as_bytes(), Some(&pos(250)));
         loaded.apply("host-a", ring_key("host-ab", 8).as_bytes(), Some(&pos(1)));
@@ -257,19 +275,38 @@ mod tests {
         loaded.apply("host-a", ring_key("host-a", 10).as_bytes(), Some(&pos(5)));
         loaded.apply("host-a", ring_key("host-a", 10).as_bytes(), None);
         loaded.apply("host-a", producer_key("host-a", 3).as_bytes(), Some(b"{}"));
-        loaded.apply("host-a", producer_key("host-a", 1 << 40).as_bytes(), Some(b"{}"));
+        loaded.apply(
+            "host-a",
+            producer_key("host-a", 1 << 40).as_bytes(),
+            Some(b"{}"),
+        );
         loaded.apply("host-a", b"host-a/ring/zz", Some(&pos(5)));
-        loaded.apply("host-a", ring_key("host-a", 11).as_bytes(), Some(b"not json"));
+        loaded.apply(
+            "host-a",
+            ring_key("host-a", 11).as_bytes(),
+            Some(b"not json"),
+        );
         assert_eq!(loaded.positions, HashMap::from([(7, 250)]));
         assert_eq!(loaded.producers, BTreeSet::from([3]));
     }
 
     #[test]
     fn only_connection_properties_reach_the_reader() {
-        for key in ["bootstrap.servers", "security.protocol", "ssl.ca.location", "sasl.password"] {
+        for key in [
+            "bootstrap.servers",
+            "security.protocol",
+            "ssl.ca.location",
+            "sasl.password",
+        ] {
             assert!(is_connection_property(key), "{key}");
         }
-        for key in ["acks", "linger.ms", "enable.idempotence", "compression.type", "transaction.timeout.ms"] {
+        for key in [
+            "acks",
+            "linger.ms",
+            "enable.idempotence",
+            "compression.type",
+            "transaction.timeout.ms",
+        ] {
             assert!(!is_connection_property(key), "{key}");
         }
     }

@@ -114,7 +114,9 @@ fn init_with_retries(producer: &Producer) -> Result<(), TxnError> {
     let deadline = Instant::now() + STEP_TIMEOUT;
     loop {
         match producer.init_transactions(STEP_TIMEOUT) {
-            Err(e) if e.kind == crate::kafka::TxnErrorKind::Retriable && Instant::now() < deadline => {
+            Err(e)
+                if e.kind == crate::kafka::TxnErrorKind::Retriable && Instant::now() < deadline =>
+            {
                 std::thread::sleep(Duration::from_millis(200));
             }
             other => return other,

@@ -134,6 +134,9 @@ impl KafkaErrorCode {
             | RD_KAFKA_RESP_ERR__NODE_UPDATE
             | RD_KAFKA_RESP_ERR__ISR_INSUFF
             | RD_KAFKA_RESP_ERR__RETRY
+            // A transactional producer refuses records while its transaction
+            // must be aborted (a record of it failed): the abort clears it.
+            | RD_KAFKA_RESP_ERR__STATE
             // Purged by us (shutdown, or librdkafka after a fatal error) or
             // dropped with the handle: never attempted, or attempted without
             // an answer.

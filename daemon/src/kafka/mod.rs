@@ -62,10 +62,10 @@ pub use handle::librdkafka_build;
 pub use log::LOG_TARGET;
 pub use mock::{api_key, MockCluster, MockTopicSpec, MOCK_DEFAULT_PARTITIONS};
 pub use pinning::ThreadPinning;
-pub use transactions::{TxnError, TxnErrorKind};
 pub use producer::{
     Header, OutgoingMessage, Producer, ProducerOptions, PurgeScope, Topic, PARTITION_UNASSIGNED,
 };
+pub use transactions::{TxnError, TxnErrorKind};
 
 #[cfg(test)]
 mod tests {

@@ -23,10 +23,9 @@ use super::log;
 /// Properties the daemon cannot honour whatever their value.
 const UNSUPPORTED: &[(&str, &str)] = &[(
     "transactional.id",
-    "transactions are not supported through shmkafkad: each record is \
-     committed by its application on its own, with no transaction to begin, \
-     commit or abort, and a transactional producer refuses every record \
-     produced outside one (_STATE); remove the property",
+    "transactions are not set by hand: shmkafkad makes its own transactional ids in its \
+     exactly-once mode ([exactly_once] enabled = true with a daemon_id), where each record \
+     committed to a ring is produced exactly once; remove the property",
 )];
 
 /// Boolean properties the daemon cannot honour when true.
@@ -206,7 +205,7 @@ mod tests {
     fn transactional_id_is_refused_and_named() {
         let err = refusal(&[("transactional.id", "orders")]).expect("accepted");
         assert!(
-            err.starts_with("transactional.id: transactions are not supported"),
+            err.starts_with("transactional.id: transactions are not set by hand"),
             "{err}"
         );
         assert_eq!(refusal(&[("transactional.id", "")]), None);
