@@ -444,30 +444,24 @@ fn sasl_ssl_scram_sha_512_with_a_password_file_and_a_wrong_password_fixed_by_res
 
 /// Lets `principal` write `topic`, with Kafka's `kafka-acls` tool.
 fn grant_write(cluster: &KafkaCluster, principal: &str, topic: &str) {
-    cluster
-        .run_tool(
-            "org.apache.kafka.tools.AclCommand",
-            &[
-                "--bootstrap-server",
-                cluster.bootstrap_servers(),
-                "--add",
-                "--allow-principal",
-                principal,
-                "--operation",
-                "Write",
-                "--operation",
-                "Describe",
-                "--topic",
-                topic,
-            ],
-        )
-        .unwrap_or_else(|e| panic!("granting {principal} WRITE on {topic}: {e}"));
+    add_acl(
+        cluster,
+        &[
+            "--allow-principal",
+            principal,
+            "--operation",
+            "Write",
+            "--operation",
+            "Describe",
+            "--topic",
+            topic,
+        ],
+    );
 }
 
-#[test]
-fn sasl_plaintext_plain_and_acls_refuse_one_topic_while_another_flows() {
-    let _one_cluster = kafka_real::one_cluster_at_a_time();
-    let dir = common::test_dir();
+/// A one-broker cluster whose `CLIENT` listener takes SASL/PLAIN user bob,
+/// with ACLs on (`StandardAuthorizer`), and the daemon properties for bob.
+fn plain_cluster_with_acls(dir: &Path) -> (KafkaCluster, Vec<(&'static str, String)>) {
     let broker = vec![
         (
             "listener.name.client.sasl.enabled.mechanisms",
@@ -486,13 +480,30 @@ fn sasl_plaintext_plain_and_acls_refuse_one_topic_while_another_flows() {
         // The PLAINTEXT and controller listeners: brokers, tools, verifier.
         ("super.users", "User:ANONYMOUS".into()),
     ];
-    let cluster = secured_cluster(dir.path(), "SASL_PLAINTEXT", &broker, &[]);
+    let cluster = secured_cluster(dir, "SASL_PLAINTEXT", &broker, &[]);
     let properties = vec![
         ("security.protocol", "sasl_plaintext".to_owned()),
         ("sasl.mechanisms", "PLAIN".into()),
         ("sasl.username", "bob".into()),
         ("sasl.password", "bob-secret".into()),
     ];
+    (cluster, properties)
+}
+
+/// Adds an ACL with Kafka's `kafka-acls` tool (`args` after `--add`).
+fn add_acl(cluster: &KafkaCluster, args: &[&str]) {
+    let mut all = vec!["--bootstrap-server", cluster.bootstrap_servers(), "--add"];
+    all.extend_from_slice(args);
+    cluster
+        .run_tool("org.apache.kafka.tools.AclCommand", &all)
+        .unwrap_or_else(|e| panic!("kafka-acls {args:?}: {e}"));
+}
+
+#[test]
+fn sasl_plaintext_plain_and_acls_refuse_one_topic_while_another_flows() {
+    let _one_cluster = kafka_real::one_cluster_at_a_time();
+    let dir = common::test_dir();
+    let (cluster, properties) = plain_cluster_with_acls(dir.path());
     let granted = "plain-granted";
     cluster.create_topic(granted, 3, 1, &[]).expect("topic");
     grant_write(&cluster, "User:bob", granted);
@@ -540,6 +551,138 @@ fn sasl_plaintext_plain_and_acls_refuse_one_topic_while_another_flows() {
     let workload_topic = "plain-workload";
     grant_write(&cluster, "User:bob", workload_topic);
     deliver_through(&cluster, dir.path(), workload_topic, &properties);
+}
+
+/// Exactly-once with ACLs: bob may describe a topic but not write it, so
+/// the broker refuses to add its partitions to bob's transactions, which
+/// fails every transaction carrying one of its records. Those records must
+/// go to the failure queue and the spool with TOPIC_AUTHORIZATION_FAILED,
+/// and the records of the topic bob may write must reach `read_committed`
+/// consumers exactly once.
+#[test]
+fn exactly_once_a_topic_that_fails_every_transaction_is_found_and_spooled() {
+    let _one_cluster = kafka_real::one_cluster_at_a_time();
+    let dir = common::test_dir();
+    let (cluster, properties) = plain_cluster_with_acls(dir.path());
+    let granted = "eos-granted";
+    cluster.create_topic(granted, 3, 1, &[]).expect("topic");
+    grant_write(&cluster, "User:bob", granted);
+    let forbidden = "eos-forbidden";
+    cluster.create_topic(forbidden, 1, 1, &[]).expect("topic");
+    add_acl(
+        &cluster,
+        &[
+            "--allow-principal",
+            "User:bob",
+            "--operation",
+            "Describe",
+            "--topic",
+            forbidden,
+        ],
+    );
+    // What the exactly-once mode needs of bob: its transactional ids, and
+    // the progress topic (created here as an operator would).
+    let progress = "shmkafka.progress";
+    cluster
+        .create_topic(progress, 1, 1, &[("cleanup.policy", "compact")])
+        .expect("progress topic");
+    add_acl(
+        &cluster,
+        &[
+            "--allow-principal",
+            "User:bob",
+            "--operation",
+            "Write",
+            "--operation",
+            "Describe",
+            "--transactional-id",
+            "shmkafkad-acl-host-",
+            "--resource-pattern-type",
+            "prefixed",
+        ],
+    );
+    add_acl(
+        &cluster,
+        &[
+            "--allow-principal",
+            "User:bob",
+            "--operation",
+            "Read",
+            "--operation",
+            "Write",
+            "--operation",
+            "Describe",
+            "--topic",
+            progress,
+        ],
+    );
+    add_acl(
+        &cluster,
+        &[
+            "--allow-principal",
+            "User:bob",
+            "--operation",
+            "Read",
+            "--group",
+            "shmkafkad-acl-host-progress",
+        ],
+    );
+    let socket = dir.path().join("eos-acl.sock");
+    let config = format!(
+        "{}[exactly_once]\nenabled = true\ndaemon_id = \"acl-host\"\n",
+        kafka_section(&properties)
+    );
+    let daemon = daemon_options(&socket, cluster.client_bootstrap_servers().unwrap())
+        .config(&config)
+        .start();
+    let producer = client(&socket);
+    let mut refused = Vec::new();
+    for _ in 0..10 {
+        send_values(&producer, granted, 20);
+        refused.extend(send_values(&producer, forbidden, 2));
+    }
+    let report = producer.flush(Duration::from_secs(120)).expect("flush");
+    assert_eq!(
+        report.failures.len(),
+        refused.len(),
+        "{:?}",
+        report.failures
+    );
+    assert!(
+        report
+            .failures
+            .iter()
+            .all(|f| f.code == TOPIC_AUTHORIZATION_FAILED),
+        "{:?}",
+        report.failures
+    );
+    let mut options = shmkafka_testkit::ConsumeOptions::new(200, Duration::from_secs(60))
+        .grace(Duration::from_secs(2));
+    options
+        .properties
+        .push(("isolation.level".into(), "read_committed".into()));
+    let mut at_broker: Vec<Vec<u8>> =
+        shmkafka_testkit::consume_all_with(cluster.bootstrap_servers(), granted, &options)
+            .expect("consume")
+            .into_iter()
+            .filter_map(|r| r.value)
+            .collect();
+    at_broker.sort();
+    let mut want: Vec<Vec<u8>> = (0..10)
+        .flat_map(|_| (0..20).map(|i| format!("{granted}-{i}").into_bytes()))
+        .collect();
+    want.sort();
+    assert_eq!(
+        at_broker, want,
+        "read_committed must see each granted record once"
+    );
+    let log = daemon.log_text();
+    assert!(
+        log.contains("the topic's records fail every transaction"),
+        "the failing topic was not found:\n{}",
+        shmkafka_testkit::tail(&log, 40)
+    );
+    drop(producer);
 }
 
 #[test]

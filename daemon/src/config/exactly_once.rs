@@ -18,6 +18,10 @@ pub const DEFAULT_PROGRESS_TOPIC: &str = "shmkafka.progress";
 pub const DEFAULT_COMMIT_INTERVAL_MS: u64 = 100;
 /// Default record bound of one transaction.
 pub const DEFAULT_COMMIT_MAX_RECORDS: usize = 200_000;
+/// Default byte bound (keys and values) of one transaction: what a broker
+/// takes in well under a second, so a commit's flush stays short and no
+/// record outlives its transaction waiting in librdkafka's queue.
+pub const DEFAULT_COMMIT_MAX_BYTES: u64 = 32 << 20;
 /// librdkafka's `transaction.timeout.ms` default, which the daemon keeps.
 const DEFAULT_TRANSACTION_TIMEOUT_MS: u64 = 60_000;
 /// Longest daemon id: it becomes part of `transactional.id`s and keys.
@@ -45,6 +49,8 @@ pub struct ExactlyOnceSection {
     pub commit_interval_ms: u64,
     /// Most records in one transaction.
     pub commit_max_records: usize,
+    /// Most bytes (keys and values) in one transaction.
+    pub commit_max_bytes: u64,
 }
 
 impl Default for ExactlyOnceSection {
@@ -57,6 +63,7 @@ impl Default for ExactlyOnceSection {
             progress_replication_factor: -1,
             commit_interval_ms: DEFAULT_COMMIT_INTERVAL_MS,
             commit_max_records: DEFAULT_COMMIT_MAX_RECORDS,
+            commit_max_bytes: DEFAULT_COMMIT_MAX_BYTES,
         }
     }
 }
@@ -130,8 +137,10 @@ impl ExactlyOnceSection {
                 timeout / 2
             ));
         }
-        if self.commit_max_records == 0 {
-            return invalid("exactly_once.commit_max_records must be at least 1".into());
+        if self.commit_max_records == 0 || self.commit_max_bytes == 0 {
+            return invalid(
+                "exactly_once.commit_max_records and commit_max_bytes must be at least 1".into(),
+            );
         }
         Ok(())
     }

@@ -28,6 +28,9 @@ impl DrainThread {
             // Failures a previous daemon held died with it (the spool has
             // them): say so, or the client's flush would wait for them.
             consumer.set_failures_held(0);
+            if let Some(txn) = self.txn.as_ref() {
+                txn.eos.progress.arrived(client.ring_id);
+            }
             let ring = Ring::new(client, consumer);
             match self.rings.iter().position(Option::is_none) {
                 Some(i) => self.rings[i] = Some(ring),
@@ -144,14 +147,27 @@ impl DrainThread {
             // rest; those of live clients stay in their rings.
             warn!(records = self.dead_letters.len(), "dead-letter spool still unwritable at shutdown; failed records stay in the rings of live clients");
         }
-        for ring in self.rings.iter_mut().flatten() {
-            if !ring.client.is_disconnected() || ring.quarantined.is_some() {
+        for slot in 0..self.rings.len() {
+            let gone = self.rings[slot]
+                .as_ref()
+                .is_some_and(|r| r.client.is_disconnected() && r.quarantined.is_none());
+            if !gone {
                 continue;
             }
+            // Exactly-once: what committed transactions carried is marked
+            // first; if that is unknown, anything may have been delivered.
+            let positions_known = self.catch_up_before_spooling(slot);
+            let Some(ring) = self.rings[slot].as_mut() else {
+                continue;
+            };
             // A fresh consumer starts at the release cursor, so it yields
             // the records that were in flight (purged) as well as those
             // never handed to librdkafka; finished ones are stepped over.
-            let handed_before = ring.consumer.drain_pos().max(ring.reproduce_before);
+            let handed_before = if positions_known {
+                ring.consumer.drain_pos().max(ring.reproduce_before)
+            } else {
+                u64::MAX
+            };
             let (spooled, complete) = match ring.client.segment.consumer() {
                 Ok(mut consumer) => {
                     // Nobody reads its reports: what is spooled is released.

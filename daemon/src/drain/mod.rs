@@ -15,7 +15,8 @@
 //! - [`recovery`]: producing records again after retriable failures, and
 //!   replacing a producer after a fatal error;
 //! - [`clients`]: rings arriving, retiring, and the graceful stop;
-//! - [`transaction`]: exactly-once transactions (when enabled);
+//! - [`transaction`], [`progress_sync`]: exactly-once transactions (when
+//!   enabled), and bringing rings up to their committed positions;
 //! - [`ring`]: what the thread knows about one ring;
 //! - [`opaque`]: the per-message opaque;
 //! - [`test_hooks`]: faults the tests provoke through the environment.
@@ -23,6 +24,7 @@
 mod clients;
 mod opaque;
 mod produce;
+mod progress_sync;
 mod recovery;
 mod reports;
 mod ring;

@@ -160,11 +160,17 @@ impl DrainThread {
             .refresh(&ring.client, &self.producer, &mut self.topic_handles);
         let capacity = ring.consumer.capacity();
         let (mut produced, mut reproduced, mut refused) = (0u64, 0u64, 0usize);
+        let mut first = None;
         // Exactly-once: what the open transaction may still take.
-        let room = self.txn.as_ref().map_or(usize::MAX, |t| t.room());
+        let (room, bytes_room) = self
+            .txn
+            .as_ref()
+            .map_or((usize::MAX, u64::MAX), |t| (t.room(), t.bytes_room()));
+        let mut bytes = 0u64;
         let mut result = Ok(());
         while (produced as usize) < self.options.batch_per_ring
             && (produced as usize) + refused < room
+            && bytes < bytes_room
         {
             if ring
                 .stop_at
@@ -182,15 +188,23 @@ impl DrainThread {
                     }
                 };
                 let seq = view.pos();
+                bytes += (view.key_len().unwrap_or(0) + view.value_len().unwrap_or(0)) as u64;
                 if ring.topics.get(view.topic_id()).is_none() {
                     // The client may have registered it after the table was
                     // built (the server answers at once): look again.
                     ring.topics
                         .refresh(&ring.client, &self.producer, &mut self.topic_handles);
                 }
-                let step = match ring.topics.get(view.topic_id()).map(Arc::clone) {
-                    None => Step::Refused(KafkaErrorCode::UNKNOWN_TOPIC),
-                    Some(topic) => produce_one(
+                let topic = ring.topics.get(view.topic_id()).map(Arc::clone);
+                let poisoned = match (&topic, self.txn.as_mut()) {
+                    (Some(topic), Some(txn)) => txn.poisoned(topic.name()),
+                    _ => None,
+                };
+                let step = match (topic, poisoned) {
+                    (None, _) => Step::Refused(KafkaErrorCode::UNKNOWN_TOPIC),
+                    // Exactly-once: the topic fails every transaction.
+                    (Some(_), Some(code)) => Step::Refused(code),
+                    (Some(topic), None) => produce_one(
                         &self.producer,
                         self.hand_off,
                         &topic,
@@ -202,12 +216,14 @@ impl DrainThread {
             };
             match step {
                 Step::Produced => {
+                    first.get_or_insert(seq);
                     ring.consumer.advance();
                     ring.in_flight += 1;
                     produced += 1;
                     reproduced += u64::from(seq < ring.reproduce_before);
                 }
                 Step::Refused(code) => {
+                    first.get_or_insert(seq);
                     refused += 1;
                     fail_now(ring, slot, seq, code, &mut self.dead_letters);
                 }
@@ -224,7 +240,9 @@ impl DrainThread {
         if let Some(txn) = self.txn.as_mut() {
             // Refused records count too: the ring's position passes them.
             let added = produced as usize + refused;
-            txn.added(added);
+            if let Some(first) = first {
+                txn.added(added, bytes, (slot, first));
+            }
             ring.in_transaction |= added > 0;
         }
         self.stats.produced.fetch_add(produced, Ordering::Relaxed);

@@ -264,6 +264,14 @@ impl DrainThread {
         let now = Instant::now();
         match self.recovery.next_action(self.in_flight(), now) {
             Action::None => {}
+            Action::Purge(_) if self.txn.is_some() => {
+                // Exactly-once: the abort purges what the transaction has
+                // outstanding, as librdkafka requires of a transactional
+                // producer (a plain purge leaves gaps in its sequences).
+                if let Err(code) = self.abort_open_transaction(ABORT_TIMEOUT) {
+                    self.recovery.request(Cause::Fatal(code), now);
+                }
+            }
             Action::Purge(scope) => {
                 if let Err(e) = self.producer.purge(scope) {
                     error!(error = %e, "purging the producer for a retry failed");
@@ -272,7 +280,7 @@ impl DrainThread {
             Action::Rewind { mut rebuild, cause } => {
                 // Exactly-once: the open transaction cannot commit; abort it
                 // (a failed abort needs a new producer, which fences it).
-                if !rebuild && !self.abort_open_transaction(ABORT_TIMEOUT) {
+                if !rebuild && self.abort_open_transaction(ABORT_TIMEOUT).is_err() {
                     rebuild = true;
                 }
                 if rebuild {

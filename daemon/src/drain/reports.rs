@@ -70,7 +70,7 @@ impl DrainThread {
                 // failure matters (the transaction cannot commit).
                 if let (Err(code), Some(txn)) = (report.result, self.txn.as_mut()) {
                     if !txn.is_aborting() {
-                        txn.doom();
+                        txn.doom(code);
                         self.recovery
                             .request(Cause::Retriable(code), Instant::now());
                     }
@@ -104,8 +104,8 @@ impl DrainThread {
                 }
                 Verdict::ProduceAgain(cause) => {
                     failed_attempts = true;
-                    if let Some(txn) = self.txn.as_mut() {
-                        txn.doom();
+                    if let (Some(txn), Err(code)) = (self.txn.as_mut(), report.result) {
+                        txn.doom(code);
                     }
                     ring.note_failed_attempt(seq, report.status);
                     self.recovery.request(cause, Instant::now());
@@ -116,7 +116,7 @@ impl DrainThread {
                     if let Some(txn) = self.txn.as_mut() {
                         // librdkafka fails the transaction with the record:
                         // abort it, and produce the others again.
-                        txn.doom();
+                        txn.doom_by_record(code);
                         self.recovery
                             .request(Cause::Retriable(code), Instant::now());
                     }
@@ -175,6 +175,11 @@ impl DrainThread {
             Some(PurgeOrigin::Recovery)
         } else if self.shutdown_purged {
             Some(PurgeOrigin::Shutdown)
+        } else if self.txn.is_some() {
+            // A transaction that failed is purged by librdkafka itself;
+            // whether the producer failed too is asked of it after the
+            // reports (`fatal_error`).
+            Some(PurgeOrigin::Recovery)
         } else {
             self.recovery.purge_origin()
         }

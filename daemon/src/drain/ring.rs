@@ -10,6 +10,7 @@ use shmkafka_ringbuf::{Failure, Outcome, RingConsumer};
 use tracing::{error, warn};
 
 use crate::client::Client;
+use crate::exactly_once::Committed;
 use crate::kafka::{Persistence, Producer, Topic};
 
 /// Topic handles of one producer by name, shared by all rings of a drain
@@ -58,7 +59,7 @@ pub(super) struct Ring {
     /// Exactly-once: records before this position were delivered by a
     /// committed transaction the ring has not seen through (a previous
     /// daemon's): mark them delivered before producing.
-    pub catch_up_to: Option<u64>,
+    pub catch_up_to: Option<Committed>,
     /// Unfinished records whose earlier attempt failed, with what that
     /// attempt may have left in the log. Records absent here are in flight
     /// now (before `consumer.drain_pos()`) or were never handed to
@@ -252,12 +253,13 @@ impl Ring {
     /// are not reachable yet (the consumer's tracking is full until the
     /// client reads its reports): call again later.
     pub fn catch_up(&mut self) -> Option<usize> {
-        let end = self.catch_up_to?;
+        let committed = self.catch_up_to.clone()?;
         let (tail, _) = self.client.segment.cursors();
         // A position past what was ever claimed is not this ring's (the
         // client rewrote its identity): never mark what does not exist.
-        let end = end.min(tail);
+        let end = committed.position.min(tail);
         let mut marked = 0;
+        let mut skipped = false;
         while self.consumer.drain_pos() < end {
             let (pos, partition, timestamp_ms) = match self.consumer.peek() {
                 Ok(Some(view)) => (view.pos(), view.partition(), view.timestamp_ms()),
@@ -278,6 +280,11 @@ impl Ring {
                 break;
             }
             self.consumer.advance();
+            if committed.unfinished.contains(&pos) {
+                // Failed, not yet spooled: produced (and failed) again.
+                skipped = true;
+                continue;
+            }
             self.consumer
                 .mark(pos, &Outcome::delivered(partition, -1, timestamp_ms));
             self.finished(pos);
@@ -285,6 +292,13 @@ impl Ring {
         }
         self.consumer.release();
         self.catch_up_to = None;
+        if skipped {
+            // The skipped records are in flight in this consumer: start again
+            // from the release cursor, which stops at the first of them.
+            if let Err(e) = self.rewind() {
+                self.quarantine(e, "rewinding after marking committed records");
+            }
+        }
         Some(marked)
     }
 

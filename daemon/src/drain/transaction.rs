@@ -1,39 +1,58 @@
 //! Exactly-once: the drain thread's transactions (see `crate::exactly_once`
-//! for the protocol).
+//! for the protocol; [`super::progress_sync`] initialises them and brings
+//! rings up to their committed positions).
 //!
 //! A transaction opens with the first record the thread produces, carries
 //! the records of any of its rings, and commits once it is
-//! `commit_interval` old or holds `commit_max_records`. Acknowledgements are
-//! collected, not marked: a record is marked (its report published, its
-//! space released) only after the commit that carries it and its ring's new
-//! position succeeded. A failure of any kind dooms the open transaction;
-//! recovery aborts it and the rings produce its records again in a new one.
+//! `commit_interval` old, holds `commit_max_records`, or a ring it carries
+//! records of nears the 65,536 records a ring can hold unreleased.
+//! Acknowledgements are collected, not marked: a record is marked (its
+//! report published, its space released) only after the commit that carries
+//! it and its ring's new position succeeded. A failure of any kind dooms the
+//! open transaction; recovery aborts it and the rings produce its records
+//! again in a new one.
+//!
+//! A failure that would doom every transaction carrying a certain record
+//! (a topic the broker refuses to add to transactions, e.g. without WRITE
+//! permission) is searched for: after such an abort, transactions carry half
+//! as many records as the one that failed, until a transaction of a single
+//! record fails. That record is spooled with the error, and its topic's
+//! records are refused for [`POISONED_FOR`] without entering transactions.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shmkafka_ringbuf::Outcome;
-use tracing::{error, info, warn};
+use shmkafka_ringbuf::{Outcome, MAX_IN_FLIGHT};
+use tracing::{error, warn};
 
 use super::opaque::{Opaque, PROGRESS_SLOT};
+use super::progress_sync::ResyncRead;
 use super::recovery::Cause;
 use super::DrainThread;
-use crate::exactly_once::progress::{self, Isolation, RingPosition};
-use crate::exactly_once::ExactlyOnce;
-use crate::kafka::{OutgoingMessage, Topic, TxnError, TxnErrorKind};
+use crate::exactly_once::progress::{self, RingPosition, MAX_UNFINISHED};
+use crate::exactly_once::{Committed, ExactlyOnce};
+use crate::kafka::{
+    ErrorClass, KafkaErrorCode, OutgoingMessage, Persistence, ProduceError, Topic, TxnError,
+    TxnErrorKind,
+};
+use crate::spool::PendingFailure;
 
 /// Bound of one transactional call; a call that times out is resumed (as
 /// librdkafka allows) after the drain thread's heartbeat moved, so a long
 /// outage does not look like a wedged thread.
-const CALL_TIMEOUT: Duration = Duration::from_secs(1);
-/// Bound of reading the progress topic on the drain thread (after a
-/// producer replacement); a read that takes longer is tried again.
-const RESYNC_TIMEOUT: Duration = Duration::from_secs(4);
-/// Wait before trying `init_transactions` or a resync again.
-const RETRY_AFTER: Duration = Duration::from_millis(500);
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(1);
+/// Beyond the transaction timeout, how long a commit is resumed before the
+/// producer is replaced (which settles the transaction either way).
+const COMMIT_GRACE: Duration = Duration::from_secs(10);
 /// Most a graceful stop spends aborting a transaction it could not commit.
 const ABORT_AT_STOP: Duration = Duration::from_secs(5);
+/// How long the records of a topic found to fail every transaction are
+/// refused without entering one.
+pub(super) const POISONED_FOR: Duration = Duration::from_secs(60);
+/// Commits in a row that end the search for a failing record.
+const SEARCH_GIVES_UP_AFTER: u32 = 8;
 
 /// An acknowledgement waiting for its transaction's commit.
 struct Acked {
@@ -43,26 +62,52 @@ struct Acked {
     latency_us: i64,
 }
 
+/// A position (or, with `committed: None`, a deletion) a commit writes.
+pub(super) struct WrittenPosition {
+    ring_id: u64,
+    committed: Option<Committed>,
+}
+
 /// A drain thread's transactional state.
 pub(super) struct Transactions {
-    eos: Arc<ExactlyOnce>,
-    /// `init_transactions` succeeded on the current producer.
-    initialised: bool,
+    pub(super) eos: Arc<ExactlyOnce>,
+    /// The current producer is ready for transactions (and, after a
+    /// replacement, the positions are read back).
+    pub(super) initialised: bool,
+    /// `init_transactions` succeeded on the current producer: every earlier
+    /// producer with its transactional id is fenced.
+    pub(super) producer_fenced_others: bool,
     /// The current producer replaced one whose last commit may or may not
     /// have taken effect: read the positions back before producing.
-    resync: bool,
-    retry_at: Option<Instant>,
+    pub(super) resync: bool,
+    pub(super) resync_read: Option<ResyncRead>,
+    pub(super) retry_at: Option<Instant>,
+    /// Another daemon with this daemon id fenced ours: produce nothing.
+    pub(super) fenced: bool,
     /// The progress topic's handle on the current producer.
-    progress_topic: Option<Arc<Topic>>,
+    pub(super) progress_topic: Option<Arc<Topic>>,
     open: bool,
     /// When the open transaction got its first record.
     first_record_at: Option<Instant>,
     records: usize,
+    /// Bytes (keys and values) of its records.
+    bytes: u64,
+    /// The open transaction's first record: `(slot, pos)`.
+    first_record: Option<(usize, u64)>,
     acked: Vec<Acked>,
-    /// The open transaction cannot commit: recovery aborts it.
-    doomed: bool,
-    /// Reports arriving now answer our abort.
+    /// The open transaction cannot commit (and why): recovery aborts it.
+    doomed: Option<KafkaErrorCode>,
+    /// Reports arriving now answer our own abort.
     aborting: bool,
+    /// A record's own report said why the transaction failed.
+    failing_record_known: bool,
+    /// Searching for a record that fails every transaction: transactions
+    /// carry at most this many records.
+    search_limit: Option<usize>,
+    /// Commits in a row during the search.
+    search_commits: u32,
+    /// Topics whose records fail every transaction, until when.
+    poisoned: HashMap<Arc<str>, (KafkaErrorCode, Instant)>,
     /// Identities of rings retired since the last commit, whose positions
     /// the next transaction deletes.
     retired: Vec<u64>,
@@ -73,31 +118,40 @@ impl Transactions {
         Self {
             eos,
             initialised: false,
+            producer_fenced_others: false,
             resync: false,
+            resync_read: None,
             retry_at: None,
+            fenced: false,
             progress_topic: None,
             open: false,
             first_record_at: None,
             records: 0,
+            bytes: 0,
+            first_record: None,
             acked: Vec::new(),
-            doomed: false,
+            doomed: None,
             aborting: false,
+            failing_record_known: false,
+            search_limit: None,
+            search_commits: 0,
+            poisoned: HashMap::new(),
             retired: Vec::new(),
         }
     }
 
-    /// Whether records may be added to a transaction now.
-    pub fn accepts_records(&self) -> bool {
-        self.initialised && !self.doomed && self.records < self.eos.settings.commit_max_records
-    }
-
     /// Records the open transaction may still take.
     pub fn room(&self) -> usize {
-        if self.accepts_records() {
-            self.eos.settings.commit_max_records - self.records
-        } else {
-            0
+        if !self.initialised
+            || self.doomed.is_some()
+            || self.bytes >= self.eos.settings.commit_max_bytes
+        {
+            return 0;
         }
+        let limit = self
+            .search_limit
+            .unwrap_or(self.eos.settings.commit_max_records);
+        limit.saturating_sub(self.records)
     }
 
     /// Whether the producer's transactions are initialised.
@@ -110,11 +164,22 @@ impl Transactions {
         self.aborting
     }
 
-    /// Counts records added to the open transaction.
-    pub fn added(&mut self, records: usize) {
+    /// Bytes the open transaction may still take.
+    pub fn bytes_room(&self) -> u64 {
+        self.eos
+            .settings
+            .commit_max_bytes
+            .saturating_sub(self.bytes)
+    }
+
+    /// Counts records (and their bytes) added to the open transaction;
+    /// `first` is the first of them.
+    pub fn added(&mut self, records: usize, bytes: u64, first: (usize, u64)) {
         if records > 0 {
             self.first_record_at.get_or_insert_with(Instant::now);
+            self.first_record.get_or_insert(first);
             self.records += records;
+            self.bytes += bytes;
         }
     }
 
@@ -128,16 +193,35 @@ impl Transactions {
         });
     }
 
-    /// Something failed: the open transaction must be aborted.
-    pub fn doom(&mut self) {
-        if self.open {
-            self.doomed = true;
+    /// Something failed with `code`: the open transaction must be aborted.
+    pub fn doom(&mut self, code: KafkaErrorCode) {
+        if self.open && self.doomed.is_none() {
+            self.doomed = Some(code);
+        }
+    }
+
+    /// A record of the open transaction failed for good (and goes to the
+    /// spool): the transaction must be aborted, and the failing record is
+    /// known.
+    pub fn doom_by_record(&mut self, code: KafkaErrorCode) {
+        self.doom(code);
+        self.failing_record_known = true;
+    }
+
+    /// The error `topic`'s records are refused with, if it is poisoned.
+    pub fn poisoned(&mut self, topic: &str) -> Option<KafkaErrorCode> {
+        let &(code, until) = self.poisoned.get(topic)?;
+        if Instant::now() < until {
+            Some(code)
+        } else {
+            self.poisoned.remove(topic);
+            None
         }
     }
 
     /// A ring was retired: delete its position in the next commit.
     pub fn retired(&mut self, ring_id: u64) {
-        self.eos.progress.forget(ring_id);
+        self.eos.progress.retired(ring_id);
         self.retired.push(ring_id);
     }
 
@@ -145,6 +229,7 @@ impl Transactions {
     /// positions back (the old one's last commit may have taken effect).
     pub fn producer_replaced(&mut self) {
         self.initialised = false;
+        self.producer_fenced_others = false;
         self.resync = true;
         self.progress_topic = None;
         self.forget_open();
@@ -153,9 +238,12 @@ impl Transactions {
     /// Forgets the open transaction (aborted, or its producer is gone).
     fn forget_open(&mut self) {
         self.open = false;
-        self.doomed = false;
+        self.doomed = None;
+        self.failing_record_known = false;
         self.first_record_at = None;
+        self.first_record = None;
         self.records = 0;
+        self.bytes = 0;
         self.acked.clear();
     }
 
@@ -164,87 +252,25 @@ impl Transactions {
             .first_record_at
             .map_or(Duration::ZERO, |t| now.duration_since(t));
         force
-            || self.records >= self.eos.settings.commit_max_records
+            || self.room() == 0
             || age >= self.eos.settings.commit_interval
             || (self.records == 0 && !self.retired.is_empty())
     }
 }
 
 impl DrainThread {
-    /// Exactly-once: whether the producer may produce now. Initialises
-    /// transactions once the start-up fenced the previous daemon (and again
-    /// after a producer replacement, reading the positions back first).
-    pub(super) fn transactions_ready(&mut self) -> bool {
-        let Some(txn) = self.txn.as_mut() else {
-            return true;
-        };
-        if txn.initialised {
-            return true;
-        }
-        let now = Instant::now();
-        if !txn.eos.progress.is_ready() || txn.retry_at.is_some_and(|t| now < t) {
-            return false;
-        }
-        match self.producer.init_transactions(CALL_TIMEOUT) {
-            Ok(()) => {}
-            Err(e) => {
-                txn.retry_at = Some(now + RETRY_AFTER);
-                match e.kind {
-                    TxnErrorKind::Retriable => {}
-                    _ => {
-                        error!(error = %e, transactional_id = %txn.eos.settings.transactional_id(self.options.index),
-                            "exactly-once: cannot initialise transactions (another daemon with the same \
-                             exactly_once.daemon_id fences this one if the error says fenced); retrying");
-                        self.recovery.request(Cause::Fatal(e.code), now);
-                    }
-                }
-                return false;
-            }
-        }
-        if txn.resync {
-            match progress::read(&txn.eos.settings, Isolation::ReadCommitted, RESYNC_TIMEOUT) {
-                Ok(loaded) => {
-                    for ring in self.rings.iter_mut().flatten() {
-                        if let Some(&position) = loaded.positions.get(&ring.client.ring_id) {
-                            txn.eos.progress.record(ring.client.ring_id, position);
-                        }
-                        ring.progress_checked = false;
-                    }
-                    txn.resync = false;
-                }
-                Err(e) => {
-                    warn!(error = %e, "exactly-once: reading positions back after a producer replacement failed; retrying");
-                    txn.retry_at = Some(now + RETRY_AFTER);
-                    return false;
-                }
-            }
-        }
-        match self.producer.topic(&txn.eos.settings.progress_topic) {
-            Ok(topic) => txn.progress_topic = Some(Arc::new(topic)),
-            Err(e) => {
-                error!(error = %e, "exactly-once: no handle for the progress topic; retrying");
-                txn.retry_at = Some(now + RETRY_AFTER);
-                return false;
-            }
-        }
-        txn.initialised = true;
-        txn.retry_at = None;
-        info!(drain = self.options.index, transactional_id = %txn.eos.settings.transactional_id(self.options.index),
-            "exactly-once: transactions initialised");
-        true
-    }
-
     /// Exactly-once: opens a transaction if none is, before records are
-    /// produced. Returns whether records may be produced.
+    /// produced. Returns whether records may be produced: not once the open
+    /// one is due (it commits first).
     pub(super) fn begin_transaction_if_needed(&mut self) -> bool {
         let Some(txn) = self.txn.as_mut() else {
             return true;
         };
-        if !txn.accepts_records() {
+        if txn.room() == 0 {
             return false;
         }
         if txn.open {
-            return true;
+            return !txn.due(Instant::now(), false);
         }
         match self.producer.begin_transaction() {
             Ok(()) => {
@@ -259,145 +285,188 @@ impl DrainThread {
         }
     }
 
-    /// Exactly-once: the ring in `slot` is looked up in the committed
-    /// positions on its first drain (and again after a resync), and the
-    /// records a committed transaction carried are marked. Returns whether
-    /// the ring may be drained now.
-    pub(super) fn ring_caught_up(&mut self, slot: usize) -> bool {
-        let Some(txn) = self.txn.as_ref() else {
-            return true;
-        };
-        let Some(ring) = self.rings[slot].as_mut() else {
-            return false;
-        };
-        if !ring.progress_checked {
-            ring.progress_checked = true;
-            let released = ring.consumer.released_pos();
-            ring.catch_up_to = txn
-                .eos
-                .progress
-                .committed(ring.client.ring_id)
-                .filter(|&position| position > released);
-        }
-        if ring.catch_up_to.is_none() {
-            return true;
-        }
-        if ring.in_flight > 0 || ring.awaiting_spool > 0 {
-            return false;
-        }
-        if ring.rewind_pending || ring.consumer.pending() > 0 {
-            // Only a consumer fresh from the release cursor can mark from
-            // there.
-            if let Err(e) = ring.rewind() {
-                ring.quarantine(e, "rewinding to mark committed records");
-                return false;
-            }
-        }
-        match ring.catch_up() {
-            Some(marked) => {
-                if marked > 0 {
-                    info!(client = ring.client.id, name = %ring.client.name, records = marked,
-                        "exactly-once: records a committed transaction carried are marked delivered, not sent again");
-                }
-                self.stats
-                    .recovered_from_progress
-                    .fetch_add(marked as u64, Ordering::Relaxed);
-                ring.client
-                    .counters
-                    .delivered
-                    .fetch_add(marked as u64, Ordering::Relaxed);
-                ring.catch_up_to.is_none() && ring.quarantined.is_none()
-            }
-            None => false,
-        }
-    }
-
     /// Exactly-once: commits the open transaction if it is due (or
     /// `force`), writing the position of every ring it carried records of.
     pub(super) fn commit_if_due(&mut self, force: bool) {
-        let Some(txn) = self.txn.as_mut() else {
+        let Some(txn) = self.txn.as_ref() else {
             return;
         };
-        let now = Instant::now();
+        // A ring keeps every record of the open transaction until the
+        // commit: one that can take few more would stall its client until
+        // the interval ends.
+        let ring_nearly_full = self
+            .rings
+            .iter()
+            .flatten()
+            .any(|r| r.in_transaction && r.in_flight + r.uncommitted >= MAX_IN_FLIGHT / 4 * 3);
         if !txn.open
-            || txn.doomed
+            || txn.doomed.is_some()
             || !self.recovery.is_producing()
             || (txn.records == 0 && txn.retired.is_empty())
-            || !txn.due(now, force)
+            || !txn.due(Instant::now(), force || ring_nearly_full)
         {
             return;
         }
-        if self.rings.iter().flatten().any(|r| r.awaiting_spool > 0) {
-            // A failed record is finished only once the spool has it; a
-            // position past it must not commit before (the next daemon would
-            // take it as delivered). The spool is retried by every poll.
-            return;
-        }
-        let Some(topic) = txn.progress_topic.clone() else {
+        let Some(positions) = self.positions_to_write() else {
             return;
         };
-        let daemon_id = txn.eos.settings.daemon_id.clone();
+        if !self.produce_positions(&positions) {
+            return;
+        }
+        if self.run_commit() {
+            // The flush inside the commit collected the last
+            // acknowledgements.
+            self.serve_reports(Duration::ZERO);
+            self.apply_commit(&positions);
+        }
+    }
+
+    /// The positions (and deletions) the commit writes; `None` while a
+    /// ring has more failed records waiting for the spool than a position
+    /// can list as exceptions.
+    fn positions_to_write(&self) -> Option<Vec<WrittenPosition>> {
+        let txn = self.txn.as_ref()?;
         let mut positions = Vec::new();
-        for ring in self.rings.iter().flatten().filter(|r| r.in_transaction) {
-            let position = ring.consumer.drain_pos();
-            let key = progress::ring_key(&daemon_id, ring.client.ring_id);
-            let value = serde_json::to_vec(&RingPosition {
-                position,
-                client: ring.client.name.clone(),
-            })
-            .expect("a position serialises");
-            positions.push((ring.client.ring_id, position, key, Some(value)));
-        }
+        // Deletions first: a ring retired and registered again writes its
+        // new position after the deletion of the old one.
         for &ring_id in &txn.retired {
-            positions.push((ring_id, 0, progress::ring_key(&daemon_id, ring_id), None));
+            if !txn.eos.progress.is_live(ring_id) {
+                positions.push(WrittenPosition {
+                    ring_id,
+                    committed: None,
+                });
+            }
         }
-        for (_, _, key, value) in &positions {
+        for (slot, ring) in self.rings.iter().enumerate() {
+            let Some(ring) = ring.as_ref().filter(|r| r.in_transaction) else {
+                continue;
+            };
+            // Failed records not yet on disk are not finished: the position
+            // passes them only as exceptions, which a later daemon produces
+            // (and fails) again.
+            let unfinished = if ring.awaiting_spool > 0 {
+                self.dead_letters.pending_in(slot)
+            } else {
+                Vec::new()
+            };
+            if unfinished.len() > MAX_UNFINISHED {
+                return None;
+            }
+            positions.push(WrittenPosition {
+                ring_id: ring.client.ring_id,
+                committed: Some(Committed {
+                    position: ring.consumer.drain_pos(),
+                    unfinished,
+                }),
+            });
+        }
+        Some(positions)
+    }
+
+    /// Adds the position records to the open transaction. Returns false
+    /// (and dooms the transaction) if one could not be produced.
+    fn produce_positions(&mut self, positions: &[WrittenPosition]) -> bool {
+        let Some(topic) = self.txn.as_ref().and_then(|t| t.progress_topic.clone()) else {
+            return false;
+        };
+        let daemon_id = self
+            .txn
+            .as_ref()
+            .expect("exactly-once")
+            .eos
+            .settings
+            .daemon_id
+            .clone();
+        for written in positions {
+            let key = progress::ring_key(&daemon_id, written.ring_id);
+            let value = written.committed.as_ref().map(|c| {
+                let client = self
+                    .rings
+                    .iter()
+                    .flatten()
+                    .find(|r| r.client.ring_id == written.ring_id)
+                    .map(|r| r.client.name.clone())
+                    .unwrap_or_default();
+                serde_json::to_vec(&RingPosition {
+                    position: c.position,
+                    unfinished: c.unfinished.clone(),
+                    client,
+                })
+                .expect("a position serialises")
+            });
             let message = OutgoingMessage {
                 key: Some(key.as_bytes()),
                 value: value.as_deref(),
                 opaque: Opaque::progress().encode(),
                 ..Default::default()
             };
-            if let Err(e) = self.producer.produce_copied(&topic, &message) {
-                error!(error = %e, topic = %topic.name(), "exactly-once: cannot produce a position; the transaction is aborted");
-                txn.doom();
-                self.recovery.request(Cause::Retriable(e.code()), now);
-                return;
-            }
-        }
-        let mut resumed = 0u32;
-        let committed = loop {
-            match self.producer.commit_transaction(Some(CALL_TIMEOUT)) {
-                Ok(()) => break true,
-                Err(e) if e.kind == TxnErrorKind::Retriable => {
-                    // Resumed by the next call; keep the watchdog fed. The
-                    // transaction's timeout ends this loop at the latest.
-                    self.stats.heartbeat.fetch_add(1, Ordering::Relaxed);
-                    if resumed == 0 {
-                        warn!(error = %e, records = txn.records,
-                            "exactly-once: commit not finished yet; resuming it until it is, or the transaction times out");
+            // librdkafka's queue may be full of the transaction's records:
+            // serve reports (which frees it) until the position fits.
+            let deadline = Instant::now() + self.options.shutdown_timeout.max(CALL_TIMEOUT);
+            loop {
+                match self.producer.produce_copied(&topic, &message) {
+                    Ok(()) => break,
+                    Err(ProduceError::QueueFull { .. }) if Instant::now() < deadline => {
+                        self.serve_reports(super::INFLIGHT_POLL);
+                        self.stats.heartbeat.fetch_add(1, Ordering::Relaxed);
                     }
-                    resumed += 1;
-                }
-                Err(e) => {
-                    warn!(error = %e, records = txn.records,
-                        "exactly-once: commit failed; the transaction's records are produced again");
-                    txn.doom();
-                    self.recovery.request(cause_of(&e), Instant::now());
-                    break false;
+                    Err(e) => {
+                        error!(error = %e, topic = %topic.name(),
+                            "exactly-once: cannot produce a position; the transaction is aborted");
+                        let txn = self.txn.as_mut().expect("exactly-once");
+                        txn.doom(e.code());
+                        self.recovery
+                            .request(Cause::Retriable(e.code()), Instant::now());
+                        return false;
+                    }
                 }
             }
-        };
-        if !committed {
-            return;
         }
-        // The flush inside the commit collected the last acknowledgements.
-        self.serve_reports(Duration::ZERO);
-        self.apply_commit(&positions);
+        true
+    }
+
+    /// Commits, resuming the call while it times out, for at most the
+    /// transaction's timeout and a grace (then the producer is replaced).
+    /// Returns whether the transaction committed.
+    fn run_commit(&mut self) -> bool {
+        let txn = self.txn.as_ref().expect("exactly-once");
+        let give_up_at = Instant::now() + txn.eos.settings.transaction_timeout + COMMIT_GRACE;
+        let records = txn.records;
+        let mut resumed = 0u32;
+        loop {
+            let error = match self.producer.commit_transaction(Some(CALL_TIMEOUT)) {
+                Ok(()) => return true,
+                Err(e) => e,
+            };
+            let stopping = self.stopping.load(Ordering::Acquire);
+            if error.kind == TxnErrorKind::Retriable && Instant::now() < give_up_at && !stopping {
+                // Resumed by the next call; keep the watchdog fed.
+                self.stats.heartbeat.fetch_add(1, Ordering::Relaxed);
+                if resumed == 0 {
+                    warn!(error = %error, records,
+                        "exactly-once: commit not finished yet; resuming it");
+                }
+                resumed += 1;
+                continue;
+            }
+            // A commit given up on is settled by replacing the producer:
+            // the new one's fencing completes or aborts it, and the
+            // positions are read back.
+            let cause = match error.kind {
+                TxnErrorKind::Retriable | TxnErrorKind::Fatal => Cause::Fatal(error.code),
+                TxnErrorKind::Abortable => Cause::Retriable(error.code),
+            };
+            warn!(error = %error, records,
+                "exactly-once: commit failed; the transaction's records are produced again unless it took effect");
+            self.note_fenced(&error);
+            self.txn.as_mut().expect("exactly-once").doom(error.code);
+            self.recovery.request(cause, Instant::now());
+            return false;
+        }
     }
 
     /// The commit succeeded: mark what it carried, publish, release.
-    fn apply_commit(&mut self, positions: &[(u64, u64, String, Option<Vec<u8>>)]) {
+    fn apply_commit(&mut self, positions: &[WrittenPosition]) {
         let Some(txn) = self.txn.as_mut() else {
             return;
         };
@@ -412,9 +481,9 @@ impl DrainThread {
             delivered += 1;
             self.latency_batch.observe_us(acked.latency_us);
         }
-        for (ring_id, position, _, value) in positions {
-            if value.is_some() {
-                txn.eos.progress.record(*ring_id, *position);
+        for written in positions {
+            if let Some(committed) = &written.committed {
+                txn.eos.progress.record(written.ring_id, committed.clone());
             }
         }
         for ring in self.rings.iter_mut().flatten() {
@@ -422,6 +491,12 @@ impl DrainThread {
             ring.in_transaction = false;
         }
         txn.retired.clear();
+        if txn.search_limit.is_some() {
+            txn.search_commits += 1;
+            if txn.search_commits >= SEARCH_GIVES_UP_AFTER {
+                txn.search_limit = None;
+            }
+        }
         txn.forget_open();
         if delivered > 0 {
             self.recovery.delivered();
@@ -434,16 +509,20 @@ impl DrainThread {
         self.publish_and_release();
     }
 
-    /// Exactly-once: aborts the open transaction (recovery, with nothing of
-    /// ours in flight) and forgets its acknowledgements; its records are
-    /// unmarked and will be produced again. Returns false if the abort
-    /// failed and the producer must be replaced.
-    pub(super) fn abort_open_transaction(&mut self, timeout: Duration) -> bool {
+    /// Exactly-once: aborts the open transaction (librdkafka purges what it
+    /// had outstanding, whose reports are served here) and forgets its
+    /// acknowledgements; its records are unmarked and will be produced
+    /// again. Fails (with the abort's error) if the producer must be
+    /// replaced.
+    pub(super) fn abort_open_transaction(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<(), KafkaErrorCode> {
         let Some(txn) = self.txn.as_mut() else {
-            return true;
+            return Ok(());
         };
         if !txn.open {
-            return true;
+            return Ok(());
         }
         txn.aborting = true;
         let deadline = Instant::now() + timeout;
@@ -455,12 +534,18 @@ impl DrainThread {
                 other => break other,
             }
         };
-        // The purge's reports (none of ours should be left in flight).
         self.serve_reports(Duration::ZERO);
-        let Some(txn) = self.txn.as_mut() else {
-            return true;
-        };
+        // Why librdkafka failed the transaction, if it did: the reports of
+        // the records it purged do not say.
+        let librdkafka_cause = self.producer.take_txn_error();
+        let txn = self.txn.as_mut().expect("exactly-once");
         txn.aborting = false;
+        let cause = if txn.failing_record_known {
+            None
+        } else {
+            librdkafka_cause.or(txn.doomed)
+        };
+        let (records, first) = (txn.records, txn.first_record);
         txn.forget_open();
         for ring in self.rings.iter_mut().flatten() {
             ring.uncommitted = 0;
@@ -469,13 +554,58 @@ impl DrainThread {
         self.stats
             .transactions_aborted
             .fetch_add(1, Ordering::Relaxed);
-        match result {
-            Ok(()) => true,
-            Err(e) => {
-                warn!(error = %e, "exactly-once: abort failed; replacing the producer");
-                false
-            }
+        if let Some(code) = cause.filter(|c| c.class() == ErrorClass::Permanent) {
+            self.search_for_failing_record(code, records, first);
         }
+        result.map_err(|e| {
+            warn!(error = %e, "exactly-once: abort failed; replacing the producer");
+            self.note_fenced(&e);
+            e.code
+        })
+    }
+
+    /// A transaction of `records` (the first at `first`) failed with a
+    /// permanent error: halve the next transactions until one of a single
+    /// record fails; that one is spooled, and its topic poisoned.
+    fn search_for_failing_record(
+        &mut self,
+        code: KafkaErrorCode,
+        records: usize,
+        first: Option<(usize, u64)>,
+    ) {
+        let txn = self.txn.as_mut().expect("exactly-once");
+        txn.search_commits = 0;
+        if records > 1 {
+            let limit = (records / 2).max(1);
+            txn.search_limit = Some(limit);
+            warn!(error = %code.name(), records, next = limit,
+                "exactly-once: a transaction failed permanently; looking for the record that fails it");
+            return;
+        }
+        txn.search_limit = None;
+        let Some((slot, pos)) = first else { return };
+        let Some(ring) = self.rings.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let topic = ring.consumer.in_flight_view(pos).and_then(|view| {
+            ring.topics
+                .get(view.topic_id())
+                .map(|t| t.name().to_owned())
+        });
+        let Some(topic) = topic else { return };
+        error!(topic = %topic, error = %code.name(), poisoned_s = POISONED_FOR.as_secs(),
+            "exactly-once: the topic's records fail every transaction; they go to the spool");
+        txn.poisoned.insert(
+            Arc::from(topic.as_str()),
+            (code, Instant::now() + POISONED_FOR),
+        );
+        ring.awaiting_spool += 1;
+        self.dead_letters.defer(PendingFailure::now(
+            slot,
+            pos,
+            code,
+            Persistence::NotPersisted,
+        ));
     }
 
     /// Exactly-once, at the end of a graceful stop: abort what could not be
@@ -483,7 +613,23 @@ impl DrainThread {
     /// records stay in the rings for the next start.
     pub(super) fn abort_at_stop(&mut self) {
         if self.txn.as_ref().is_some_and(|t| t.open) {
-            self.abort_open_transaction(ABORT_AT_STOP);
+            let _ = self.abort_open_transaction(ABORT_AT_STOP);
+        }
+    }
+
+    /// Stops producing for good if `error` says another producer with our
+    /// transactional id took over: two daemons with one daemon id would
+    /// fence each other in turn, each sending the other's records again.
+    pub(super) fn note_fenced(&mut self, error: &TxnError) {
+        let fenced = matches!(error.code.name().as_ref(), "PRODUCER_FENCED" | "_FENCED");
+        if let Some(txn) = self.txn.as_mut().filter(|_| fenced) {
+            if !txn.fenced {
+                error!(error = %error, transactional_id = %txn.eos.settings.transactional_id(self.options.index),
+                    "exactly-once: another daemon with the same exactly_once.daemon_id took over this \
+                     drain thread's transactions; it produces nothing until restarted (give every \
+                     daemon its own daemon_id)");
+            }
+            txn.fenced = true;
         }
     }
 }
@@ -496,7 +642,7 @@ impl Opaque {
 }
 
 /// The recovery a failed transactional call asks for.
-fn cause_of(error: &TxnError) -> Cause {
+pub(super) fn cause_of(error: &TxnError) -> Cause {
     match error.kind {
         TxnErrorKind::Fatal => Cause::Fatal(error.code),
         TxnErrorKind::Retriable | TxnErrorKind::Abortable => Cause::Retriable(error.code),

@@ -23,7 +23,7 @@
 pub mod progress;
 mod start;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -48,6 +48,8 @@ pub struct Settings {
     pub commit_interval: Duration,
     /// Most records in one transaction.
     pub commit_max_records: usize,
+    /// Most bytes (keys and values) in one transaction.
+    pub commit_max_bytes: u64,
     /// `transaction.timeout.ms`.
     pub transaction_timeout: Duration,
     /// Drain threads (one transactional id each).
@@ -78,6 +80,7 @@ impl Settings {
             progress_replication_factor: section.progress_replication_factor,
             commit_interval: section.commit_interval(),
             commit_max_records: section.commit_max_records,
+            commit_max_bytes: section.commit_max_bytes,
             transaction_timeout,
             threads,
             kafka,
@@ -90,12 +93,25 @@ impl Settings {
     }
 }
 
-/// Committed positions by ring identity, shared by the drain threads; and
-/// whether the start-up has loaded them (no drain thread produces before).
+/// What a committed transaction says about one ring.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Every record before this stream position is finished...
+    pub position: u64,
+    /// ...except these, which had failed and were not yet in the spool
+    /// (never sent to Kafka: a later daemon produces them again, and they
+    /// fail the same way into its spool).
+    pub unfinished: Vec<u64>,
+}
+
+/// Committed positions by ring identity, shared by the drain threads; the
+/// rings registered now; and whether the start-up has loaded the positions
+/// (no drain thread produces before).
 #[derive(Debug, Default)]
 pub struct Progress {
     ready: AtomicBool,
-    committed: Mutex<HashMap<u64, u64>>,
+    committed: Mutex<HashMap<u64, Committed>>,
+    live: Mutex<HashSet<u64>>,
 }
 
 impl Progress {
@@ -109,34 +125,48 @@ impl Progress {
 
     /// The start-up is done: `positions` are what the previous daemon
     /// committed.
-    fn loaded(&self, positions: HashMap<u64, u64>) {
-        *self.lock() = positions;
+    fn loaded(&self, positions: HashMap<u64, Committed>) {
+        *lock(&self.committed) = positions;
         // SYNC POINT (progress ready): pairs with the Acquire in `is_ready`.
         self.ready.store(true, Ordering::Release);
     }
 
-    /// The committed position of ring `ring_id`, if any.
-    pub fn committed(&self, ring_id: u64) -> Option<u64> {
-        self.lock().get(&ring_id).copied()
+    /// What was committed for ring `ring_id`, if anything.
+    pub fn committed(&self, ring_id: u64) -> Option<Committed> {
+        lock(&self.committed).get(&ring_id).cloned()
     }
 
-    /// A commit covered ring `ring_id` up to `position`.
-    pub fn record(&self, ring_id: u64, position: u64) {
-        let mut table = self.lock();
-        let entry = table.entry(ring_id).or_insert(position);
-        *entry = (*entry).max(position);
+    /// A commit covered ring `ring_id` up to `committed`.
+    pub fn record(&self, ring_id: u64, committed: Committed) {
+        let mut table = lock(&self.committed);
+        match table.get(&ring_id) {
+            Some(c) if c.position > committed.position => {}
+            _ => {
+                table.insert(ring_id, committed);
+            }
+        }
     }
 
-    /// The ring is retired: its position is of no further use.
-    pub fn forget(&self, ring_id: u64) {
-        self.lock().remove(&ring_id);
+    /// Ring `ring_id` is registered and drained by this daemon.
+    pub fn arrived(&self, ring_id: u64) {
+        lock(&self.live).insert(ring_id);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u64>> {
-        self.committed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// Ring `ring_id` is retired: its position is of no further use.
+    pub fn retired(&self, ring_id: u64) {
+        lock(&self.live).remove(&ring_id);
+        lock(&self.committed).remove(&ring_id);
     }
+
+    /// Whether ring `ring_id` is registered now (then its position must not
+    /// be deleted: it registered again after it was retired).
+    pub fn is_live(&self, ring_id: u64) -> bool {
+        lock(&self.live).contains(&ring_id)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The mode's shared state: settings and positions.

@@ -17,7 +17,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use super::Settings;
+use super::{Committed, Settings};
 use crate::kafka::KafkaConfig;
 
 /// Longest value the reader accepts: anything longer is not ours.
@@ -33,11 +33,18 @@ pub fn producer_key(daemon_id: &str, index: usize) -> String {
     format!("{daemon_id}/producer/{index}")
 }
 
+/// Most unfinished records a position record lists; a ring with more
+/// waiting for the spool holds its transaction's commit back.
+pub const MAX_UNFINISHED: usize = 1024;
+
 /// The value of a ring's position record.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RingPosition {
-    /// Every record before this stream position is finished.
+    /// Every record before this stream position is finished...
     pub position: u64,
+    /// ...except these (see [`Committed::unfinished`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unfinished: Vec<u64>,
     /// The client's name, for people reading the topic.
     #[serde(default)]
     pub client: String,
@@ -54,7 +61,7 @@ pub struct ProducerInUse {
 #[derive(Debug, Default)]
 pub struct Loaded {
     /// Committed positions by ring identity.
-    pub positions: HashMap<u64, u64>,
+    pub positions: HashMap<u64, Committed>,
     /// Drain-thread indexes whose transactional ids were ever used.
     pub producers: BTreeSet<usize>,
 }
@@ -79,8 +86,20 @@ impl Loaded {
                 None => {
                     self.positions.remove(&ring_id);
                 }
-                Some(Ok(p)) => {
-                    self.positions.insert(ring_id, p.position);
+                Some(Ok(p)) if p.unfinished.len() <= MAX_UNFINISHED => {
+                    self.positions.insert(
+                        ring_id,
+                        Committed {
+                            position: p.position,
+                            unfinished: p.unfinished,
+                        },
+                    );
+                }
+                Some(Ok(_)) => {
+                    warn!(
+                        key = rest,
+                        "progress topic: position with too many exceptions ignored"
+                    )
                 }
                 Some(Err(e)) => {
                     warn!(key = rest, error = %e, "progress topic: unreadable position ignored")
@@ -195,7 +214,9 @@ pub fn read(
         )
         .set("auto.offset.reset", "earliest")
         .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    // Every call gets what is left of the one budget.
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let metadata = consumer.fetch_metadata(Some(topic), left())?;
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
@@ -212,7 +233,7 @@ pub fn read(
     let mut ends = HashMap::new();
     let mut assignment = TopicPartitionList::new();
     for &partition in &partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+        let (low, high) = consumer.fetch_watermarks(topic, partition, left())?;
         if high > low {
             ends.insert(partition, high);
             assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
@@ -264,6 +285,7 @@ mod tests {
         let pos = |p: u64| {
             serde_json::to_vec(&RingPosition {
                 position: p,
+                unfinished: if p == 250 { vec![48, 96] } else { vec![] },
                 client: "c".into(),
             })
             .unwrap()
@@ -286,7 +308,16 @@ mod tests {
             ring_key("host-a", 11).as_bytes(),
             Some(b"not json"),
         );
-        assert_eq!(loaded.positions, HashMap::from([(7, 250)]));
+        assert_eq!(
+            loaded.positions,
+            HashMap::from([(
+                7,
+                Committed {
+                    position: 250,
+                    unfinished: vec![48, 96]
+                }
+            )])
+        );
         assert_eq!(loaded.producers, BTreeSet::from([3]));
     }
 

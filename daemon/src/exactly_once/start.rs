@@ -3,7 +3,7 @@
 //! id a previous daemon with this id may have used, and load the committed
 //! positions. Drain threads produce nothing until it is done.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -15,7 +15,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use tracing::{info, warn};
 
 use super::progress::{self, Isolation, ProducerInUse};
-use super::{ExactlyOnce, Settings};
+use super::{Committed, ExactlyOnce, Settings};
 use crate::kafka::{OutgoingMessage, Producer, ProducerOptions, TxnError};
 
 /// Bound of each step's calls to the cluster.
@@ -71,7 +71,7 @@ pub fn spawn_start(
 }
 
 /// One try: returns the committed positions and how many ids were fenced.
-fn run(settings: &Settings) -> Result<(std::collections::HashMap<u64, u64>, usize), StartError> {
+fn run(settings: &Settings) -> Result<(HashMap<u64, Committed>, usize), StartError> {
     ensure_topic(settings)?;
     // Which ids were ever used: read uncommitted, so a transaction a dead
     // producer left open does not hold the read up (fencing one id too
@@ -155,6 +155,18 @@ fn ensure_topic(settings: &Settings) -> Result<(), StartError> {
     let admin: AdminClient<DefaultClientContext> = progress::client_config(&settings.kafka)
         .create()
         .map_err(|e| StartError::CreateTopic(e.to_string()))?;
+    // Look first: a principal allowed to use the topic may not be allowed
+    // to create topics, and the broker checks that before existence.
+    let metadata = admin
+        .inner()
+        .fetch_metadata(Some(&settings.progress_topic), STEP_TIMEOUT)
+        .map_err(|e| StartError::CreateTopic(e.to_string()))?;
+    let exists = metadata.topics().iter().any(|t| {
+        t.name() == settings.progress_topic && t.error().is_none() && !t.partitions().is_empty()
+    });
+    if exists {
+        return Ok(());
+    }
     let topic = NewTopic::new(
         &settings.progress_topic,
         settings.progress_partitions as i32,
@@ -168,7 +180,11 @@ fn ensure_topic(settings: &Settings) -> Result<(), StartError> {
         match result {
             Ok(name) => info!(topic = %name, "exactly-once: progress topic created (compacted)"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => return Err(StartError::CreateTopic(format!("{name}: {code}"))),
+            Err((name, code)) => {
+                return Err(StartError::CreateTopic(format!(
+                    "{name}: {code} (create it, compacted, or let this principal create topics)"
+                )))
+            }
         }
     }
     Ok(())

@@ -29,6 +29,11 @@ pub(crate) struct CallbackState {
     statistics: Arc<Mutex<Option<Arc<str>>>>,
     /// Error callbacks seen, for tests and metrics.
     errors_seen: AtomicU64,
+    /// The error name of the latest failed transaction, from librdkafka's
+    /// `TXNERR` log line (the transactional API offers no other way to
+    /// learn why a transaction entered its abortable state; the reports of
+    /// the records it purged say only `_PURGE_QUEUE`).
+    txn_error: Mutex<Option<String>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -37,7 +42,24 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// librdkafka's log facility of a failed transaction: "Current transaction
+/// failed in state S: reason (ERROR_NAME[, requires epoch bump])".
+const TXN_ERROR_FACILITY: &[u8] = b"TXNERR";
+
+/// The error name in a `TXNERR` line.
+fn txn_error_name(line: &str) -> Option<&str> {
+    let inside = &line[line.rfind('(')? + 1..];
+    let end = inside.find([',', ')']).unwrap_or(inside.len());
+    let name = inside[..end].trim();
+    (!name.is_empty()).then_some(name)
+}
+
 impl CallbackState {
+    /// Takes the error name of the latest failed transaction.
+    pub(crate) fn take_txn_error(&self) -> Option<String> {
+        lock(&self.txn_error).take()
+    }
+
     /// A state that publishes statistics into `feed`, if given, so the
     /// feed's readers keep seeing the latest document across producers
     /// that replace one another.
@@ -214,4 +236,55 @@ pub(crate) unsafe extern "C" fn stats_cb(
     }
     // 0: we copied the document, librdkafka frees its buffer.
     0
+}
+
+/// The producers' `log_cb`: notes why a transaction failed, then logs the
+/// line as [`super::log::log_cb`] does.
+///
+/// # Safety
+/// Called by librdkafka only, on a producer whose opaque is a live
+/// [`CallbackState`] (set by `Producer::new` before creation), with
+/// NUL-terminated `fac` and `buf` or NULL.
+pub(crate) unsafe extern "C" fn producer_log_cb(
+    rk: *const rd::rd_kafka_t,
+    level: c_int,
+    fac: *const c_char,
+    buf: *const c_char,
+) {
+    // SAFETY: per the contract the strings are NUL-terminated when non-NULL.
+    let is_txn_error =
+        !fac.is_null() && unsafe { CStr::from_ptr(fac) }.to_bytes() == TXN_ERROR_FACILITY;
+    if is_txn_error && !rk.is_null() && !buf.is_null() {
+        // SAFETY: rk is live during its callback; its opaque is our state.
+        let opaque = unsafe { rd::rd_kafka_opaque(rk) };
+        if !opaque.is_null() {
+            // SAFETY: the opaque of a producer is its live CallbackState.
+            let state = unsafe { CallbackState::from_opaque(opaque) };
+            // SAFETY: non-NULL and NUL-terminated per the contract.
+            let line = unsafe { CStr::from_ptr(buf) }.to_string_lossy();
+            if let Some(name) = txn_error_name(&line) {
+                // The first line says why; later ones (the abort's own
+                // failure) follow from it.
+                lock(&state.txn_error).get_or_insert_with(|| name.to_owned());
+            }
+        }
+    }
+    // SAFETY: the same contract as ours.
+    unsafe { super::log::log_cb(rk, level, fac, buf) }
+}
+
+#[cfg(test)]
+mod txn_error_tests {
+    use super::txn_error_name;
+
+    #[test]
+    fn the_error_name_is_read_from_librdkafkas_line() {
+        let line = "Current transaction failed in state InTransaction: Failed to add partition(s) \
+                    to transaction on broker 1: Broker: Topic authorization failed \
+                    (TOPIC_AUTHORIZATION_FAILED)";
+        assert_eq!(txn_error_name(line), Some("TOPIC_AUTHORIZATION_FAILED"));
+        let bump = "Current transaction failed in state BeginCommit: x (INVALID_PRODUCER_EPOCH, requires epoch bump)";
+        assert_eq!(txn_error_name(bump), Some("INVALID_PRODUCER_EPOCH"));
+        assert_eq!(txn_error_name("no parenthesis"), None);
+    }
 }

@@ -14,7 +14,6 @@ use super::config::KafkaConfig;
 use super::delivery::{opaque_to_ptr, DeliveryReport};
 use super::error::{KafkaError, KafkaErrorCode, ProduceError};
 use super::handle::{cstring, non_dangling, NativeClient, NativeError, NativeHeaders, NativeTopic};
-use super::log;
 use super::pinning::{PinningState, ThreadPinning};
 use super::preflight;
 
@@ -156,7 +155,7 @@ impl Producer {
             rd::rd_kafka_conf_set_dr_msg_cb(conf.as_ptr(), Some(callbacks::dr_msg_cb));
             rd::rd_kafka_conf_set_error_cb(conf.as_ptr(), Some(callbacks::error_cb));
             rd::rd_kafka_conf_set_stats_cb(conf.as_ptr(), Some(callbacks::stats_cb));
-            rd::rd_kafka_conf_set_log_cb(conf.as_ptr(), Some(log::log_cb));
+            rd::rd_kafka_conf_set_log_cb(conf.as_ptr(), Some(callbacks::producer_log_cb));
             rd::rd_kafka_conf_set_opaque(conf.as_ptr(), callbacks.as_opaque());
         }
         if let Some(pinning) = &pinning {
@@ -438,6 +437,16 @@ impl Producer {
     /// A handle on [`Producer::statistics`] for another thread (metrics).
     pub fn statistics_feed(&self) -> StatisticsFeed {
         self.inner.callbacks.statistics_feed()
+    }
+
+    /// Why the latest transaction failed, if librdkafka said (see
+    /// `CallbackState::take_txn_error`); taken, so each failure is seen once.
+    pub fn take_txn_error(&self) -> Option<KafkaErrorCode> {
+        let name = self.inner.callbacks.take_txn_error()?;
+        super::error_descs::librdkafka_error_descriptions()
+            .into_iter()
+            .find(|d| d.name == name)
+            .map(|d| KafkaErrorCode::from_raw(d.code))
     }
 
     /// How many times librdkafka's error callback fired.

@@ -119,6 +119,15 @@ impl DeadLetters {
         self.pending.len()
     }
 
+    /// Positions of the records of ring `slot` waiting.
+    pub fn pending_in(&self, slot: usize) -> Vec<u64> {
+        self.pending
+            .iter()
+            .filter(|f| f.slot == slot)
+            .map(|f| f.pos)
+            .collect()
+    }
+
     /// Writes the waiting records (up to about [`BATCH_BYTES`] of them, and
     /// as many as fit under the spool's size bound) as one durable batch,
     /// unless a retry is not due yet. `append` adds one waiting record (read
