@@ -1,11 +1,12 @@
 //! `handoff`: messages from a producer process to a consumer process, no
-//! Kafka: the shmkafka ring against the physical limit and the transports
-//! other producer daemons use.
+//! Kafka: the shmkafka ring against the least work any hand-off must do,
+//! memcpy, and the transports other producer daemons use.
 //!
 //! For each message size, in one run:
 //! - `baseline`: one producer thread pushing length-prefixed frames into a
-//!   plain SPSC ring in a shared memfd ([`crate::spsc`]), the physical limit
-//!   of a copy through shared memory on this machine;
+//!   plain SPSC ring in a shared memfd ([`crate::spsc`]), publishing per
+//!   batch: the least work any hand-off of a copy through shared memory
+//!   must do on this machine;
 //! - `ring xN`: N producer threads (each of `--threads`) in one process
 //!   sharing a shmkafka segment;
 //! - `datagram`: a Unix datagram socket, one `send` per record (Bruce, Dory);
@@ -198,6 +199,41 @@ pub struct Measurement {
     pub ratio_to_baseline: f64,
 }
 
+/// One size's memcpy bandwidth.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemcpyMeasurement {
+    /// Record size in bytes.
+    pub size: usize,
+    /// Records copied per second.
+    pub records_per_sec: f64,
+    /// Gigabytes (1e9) copied per second.
+    pub gb_per_sec: f64,
+}
+
+/// Copies `records` records of `size` bytes one after another into a
+/// `capacity`-byte buffer (wrapping, as a ring does), on this thread.
+fn measure_memcpy(size: usize, capacity: usize, records: u64) -> MemcpyMeasurement {
+    let source = vec![0x5a_u8; size];
+    // Written once before timing, so page faults are not measured.
+    let mut target = vec![0xa5_u8; capacity.max(size)];
+    let start = std::time::Instant::now();
+    let mut at = 0;
+    for _ in 0..records {
+        if at + size > target.len() {
+            at = 0;
+        }
+        target[at..at + size].copy_from_slice(&source);
+        std::hint::black_box(&target[at]);
+        at += size;
+    }
+    let seconds = start.elapsed().as_secs_f64().max(1e-9);
+    MemcpyMeasurement {
+        size,
+        records_per_sec: records as f64 / seconds,
+        gb_per_sec: records as f64 * size as f64 / seconds / 1e9,
+    }
+}
+
 /// The whole run, as written to `--json`.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -217,6 +253,9 @@ pub struct Report {
     pub stream_batch: usize,
     /// All cells.
     pub results: Vec<Measurement>,
+    /// memcpy in this process, one copy per record into a buffer of the
+    /// rings' size: the bandwidth every shared-memory path is bounded by.
+    pub memcpy: Vec<MemcpyMeasurement>,
     /// `ring x1 / baseline` at 64 B (target 0.8).
     pub single_ratio_at_64: Option<f64>,
     /// The lowest `ring xN / baseline` at 64 B over N > 1 (target 0.6).
@@ -322,6 +361,7 @@ pub fn run(args: &HandoffArgs) -> anyhow::Result<Report> {
                 .expect("template"),
             );
     let mut results = Vec::new();
+    let mut memcpy = Vec::new();
     for &size in &args.sizes {
         // Large records are capped by payload volume, whatever was asked.
         let records = args
@@ -329,6 +369,7 @@ pub fn run(args: &HandoffArgs) -> anyhow::Result<Report> {
             .unwrap_or(MAX_RECORDS)
             .min(BYTES_PER_RUN / size as u64)
             .max(1);
+        memcpy.push(measure_memcpy(size, args.capacity, records));
         let mut baseline_rate = f64::NAN;
         for &(variant, producers) in &cells {
             let label = variant.label(producers);
@@ -384,6 +425,7 @@ pub fn run(args: &HandoffArgs) -> anyhow::Result<Report> {
         threads,
         stream_batch: args.stream_batch,
         results,
+        memcpy,
         single_ratio_at_64: None,
         multi_ratio_at_64: None,
         datagram_ratio_at_64: None,

@@ -90,6 +90,28 @@ pub fn print_tables(report: &Report) {
         }
     }
 
+    println!();
+    println!("memcpy in the same run (one thread, one copy per record into a buffer of the rings' size):");
+    println!();
+    println!("| size B | M rec/s | GB/s | baseline / memcpy | ring x1 / memcpy |");
+    println!("|---:|---:|---:|---:|---:|");
+    for copy in &report.memcpy {
+        let share = |v| {
+            report.cell(v, 1, copy.size).map_or_else(
+                || "-".to_owned(),
+                |m| format!("{:.2}", m.gb_per_sec / copy.gb_per_sec),
+            )
+        };
+        println!(
+            "| {} | {:.2} | {:.2} | {} | {} |",
+            copy.size,
+            copy.records_per_sec / 1e6,
+            copy.gb_per_sec,
+            share(Variant::Baseline),
+            share(Variant::Ring)
+        );
+    }
+
     let verdict = |what: &str, r: Option<f64>, target: f64| match r {
         Some(r) if r >= target => format!("{what} {r:.2} >= {target} met"),
         Some(r) => format!("{what} {r:.2} < {target} MISSED"),
@@ -261,6 +283,7 @@ mod tests {
             threads: vec![1, 2],
             stream_batch: 65536,
             results,
+            memcpy: Vec::new(),
             single_ratio_at_64: Some(0.8),
             multi_ratio_at_64: Some(20.0 / 30.0),
             datagram_ratio_at_64: Some(24.0 / 0.7),

@@ -1,5 +1,6 @@
 //! The shared-memory variants of `handoff`: the bare SPSC frame ring
-//! ([`crate::spsc`], the physical limit) and the shmkafka ring.
+//! ([`crate::spsc`], the least work any hand-off must do) and the shmkafka
+//! ring.
 //!
 //! The producer child creates the memfd and passes it over the control
 //! socket with `SCM_RIGHTS`, as a client does. The consumer spins when there
@@ -58,6 +59,7 @@ pub fn produce_baseline(socket: &UnixStream, args: &ChildArgs) -> anyhow::Result
         producer.push(payload);
         Ok(())
     })?;
+    producer.flush();
     Ok(expected_sum(index_sum, args.size, args.records))
 }
 
