@@ -344,7 +344,9 @@ impl Broker {
     /// Starts Apache Kafka (1 broker, or 3 with replication) with its data
     /// in `dir`.
     pub fn start_kafka(dir: &Path, nodes: usize) -> anyhow::Result<Broker> {
-        let cluster = KafkaCluster::start(dir, &KafkaOptions::nodes(nodes))?;
+        // Deleted topics' logs go at once (the default waits a minute).
+        let options = KafkaOptions::nodes(nodes).property("log.segment.delete.delay.ms", "1000");
+        let cluster = KafkaCluster::start(dir, &options)?;
         let bootstrap = cluster.bootstrap_servers().to_owned();
         Ok(Broker {
             kind: BrokerKind::Kafka(cluster),
@@ -422,6 +424,15 @@ impl Broker {
                 )?;
             }
             BrokerKind::Mock(_) | BrokerKind::External => {}
+        }
+        Ok(())
+    }
+
+    /// Deletes a case's topic on an Apache Kafka cluster started here, so
+    /// a long run does not fill the disk with the logs of finished cases.
+    pub fn delete_topic(&self, topic: &str) -> anyhow::Result<()> {
+        if let BrokerKind::Kafka(cluster) = &self.kind {
+            cluster.delete_topic(topic)?;
         }
         Ok(())
     }

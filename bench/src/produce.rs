@@ -606,6 +606,9 @@ pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
                     "{label} clients={clients} size={size} -> {:.0} records/s delivered, client CPU {:.3} s/M",
                     result.records_per_sec, result.client_cpu_s_per_million
                 ));
+                if let Err(e) = broker.delete_topic(&topic) {
+                    progress.println(format!("deleting {topic}: {e:#}"));
+                }
                 progress.inc(1);
                 runs[i].push(result);
             }

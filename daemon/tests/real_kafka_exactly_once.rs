@@ -17,15 +17,12 @@ use shmkafkad_test_support::fault_support;
 use shmkafkad_test_support::kafka_real;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{daemon_options, Guarantee, RecordId, Workload, ID_HEADER};
-use fault_support::{FaultChild, StreamSpec};
+use common::{Guarantee, RecordId, Workload, ID_HEADER};
 use kafka_real::{READ_COMMITTED, READ_UNCOMMITTED};
-use shmkafka_testkit::{
-    consume_all_with, ConsumeOptions, DaemonOptions, DaemonProcess as Daemon, KafkaCluster,
-    KafkaOptions,
-};
+use shmkafka_testkit::{consume_all_with, ConsumeOptions, KafkaCluster};
+use shmkafkad_test_support::stream_run::{Run, RunSpec};
 
 #[test]
 fn child_role_entry_point() {
@@ -59,195 +56,124 @@ fn eos_config() -> String {
     )
 }
 
-/// A cluster, a topic, an exactly-once daemon and streaming clients.
-struct Run {
-    name: &'static str,
-    started: Instant,
-    _dir: tempfile::TempDir,
-    cluster: KafkaCluster,
-    topic: String,
-    daemon_spec: DaemonOptions,
-    daemon: Daemon,
-    children: Vec<FaultChild>,
+/// The run of a fault named `name`, with the daemon in the exactly-once
+/// mode.
+fn spec(name: &'static str) -> RunSpec {
+    RunSpec {
+        name,
+        topic_prefix: "eos",
+        workload: WORKLOAD,
+        ring: RING,
+        pace: PACE,
+        report_every: REPORT_EVERY,
+        daemon_config: Some(eos_config()),
+    }
 }
 
-impl Run {
-    fn start(name: &'static str) -> Self {
-        let started = Instant::now();
-        let dir = common::test_dir();
-        let cluster = kafka_real::start_cluster(dir.path(), &KafkaOptions::nodes(3));
-        let slug: String = name
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
-        let topic = format!("eos-{slug}");
-        kafka_real::create_topic(&cluster, &topic, WORKLOAD.partitions as u32, &[]);
-        let socket = dir.path().join("shmkafkad.sock");
-        let daemon_spec =
-            daemon_options(&socket, cluster.bootstrap_servers()).config(&eos_config());
-        let daemon = daemon_spec.start();
-        let children = (0..WORKLOAD.procs)
-            .map(|proc_id| {
-                let mut spec = StreamSpec::new(&socket, &topic, proc_id, WORKLOAD);
-                spec.ring_capacity = RING;
-                spec.report_every = REPORT_EVERY;
-                spec.pace = PACE;
-                spec.block = Duration::from_secs(300);
-                spec.spawn()
+/// The broker coordinating drain thread 0's transactions.
+fn coordinator(run: &Run) -> u32 {
+    let out = run
+        .cluster
+        .run_tool(
+            "org.apache.kafka.tools.TransactionsCommand",
+            &[
+                "--bootstrap-server",
+                run.cluster.bootstrap_servers(),
+                "describe",
+                "--transactional-id",
+                &format!("shmkafkad-{DAEMON_ID}-0"),
+            ],
+        )
+        .expect("describing the transaction");
+    // A header line, then one row; CoordinatorId is the first column.
+    let row = out.lines().nth(1).unwrap_or_default();
+    row.split_whitespace()
+        .next()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no coordinator in {out:?}"))
+}
+
+/// Waits for the clients to flush, then checks the topic with
+/// `read_committed` (exactly once) and reports what `read_uncommitted`
+/// sees; returns its duplicates.
+fn finish(mut run: Run, reported_only: &[(u32, fault_support::ChildState)]) -> usize {
+    let mut ids = Vec::new();
+    for (proc_id, state) in reported_only {
+        ids.extend(state.committed_ids(*proc_id));
+    }
+    let killed: Vec<u32> = reported_only.iter().map(|(p, _)| *p).collect();
+    for child in run.children.drain(..) {
+        let proc_id = child.proc_id;
+        let state = child.wait_success(Duration::from_secs(300));
+        ids.extend(state.committed_ids(proc_id));
+    }
+    // A killed client may have committed up to one report interval
+    // more than it said: those records may arrive, once each.
+    let may_extra = |id: RecordId| {
+        killed.contains(&id.proc)
+            && reported_only.iter().any(|(p, s)| {
+                *p == id.proc
+                    && s.committed
+                        .get(&id.thread)
+                        .is_some_and(|&n| id.counter >= n && id.counter < n + REPORT_EVERY)
             })
-            .collect();
-        eprintln!(
-            "{name}: cluster, topic and daemon ready after {:?}",
-            started.elapsed()
-        );
-        Self {
-            name,
-            started,
-            _dir: dir,
-            cluster,
-            topic,
-            daemon_spec,
-            daemon,
-            children,
-        }
-    }
-
-    fn committed(&self) -> u64 {
-        self.children.iter().map(FaultChild::committed_total).sum()
-    }
-
-    /// Waits until the clients committed `fraction` of the workload.
-    fn wait_committed(&self, fraction: f64) {
-        let target = (WORKLOAD.total() as f64 * fraction) as u64;
-        shmkafka_testkit::wait_until(
-            &format!("{}: {target} records committed", self.name),
-            Duration::from_secs(180),
-            || self.committed() >= target,
-        );
-    }
-
-    /// The leader (node id) of partition 0 of the topic.
-    fn leader(&self) -> u32 {
-        self.cluster
-            .partition_leaders(&self.topic)
-            .expect("metadata")
-            .first()
+    };
+    let committed_view = read_ids(&run.cluster, &run.topic, READ_COMMITTED, ids.len());
+    let extra: Vec<RecordId> = {
+        let mut seen: Vec<RecordId> = committed_view
+            .keys()
             .copied()
-            .flatten()
-            .expect("partition 0 has a leader")
-    }
-
-    /// The broker coordinating drain thread 0's transactions.
-    fn coordinator(&self) -> u32 {
-        let out = self
-            .cluster
-            .run_tool(
-                "org.apache.kafka.tools.TransactionsCommand",
-                &[
-                    "--bootstrap-server",
-                    self.cluster.bootstrap_servers(),
-                    "describe",
-                    "--transactional-id",
-                    &format!("shmkafkad-{DAEMON_ID}-0"),
-                ],
-            )
-            .expect("describing the transaction");
-        // A header line, then one row; CoordinatorId is the first column.
-        let row = out.lines().nth(1).unwrap_or_default();
-        row.split_whitespace()
-            .next()
-            .and_then(|id| id.parse().ok())
-            .unwrap_or_else(|| panic!("no coordinator in {out:?}"))
-    }
-
-    /// Waits for the clients to flush, then checks the topic with
-    /// `read_committed` (exactly once) and reports what `read_uncommitted`
-    /// sees; returns its duplicates.
-    fn finish(mut self, reported_only: &[(u32, fault_support::ChildState)]) -> usize {
-        let mut ids = Vec::new();
-        for (proc_id, state) in reported_only {
-            ids.extend(state.committed_ids(*proc_id));
-        }
-        let killed: Vec<u32> = reported_only.iter().map(|(p, _)| *p).collect();
-        for child in self.children.drain(..) {
-            let proc_id = child.proc_id;
-            let state = child.wait_success(Duration::from_secs(300));
-            ids.extend(state.committed_ids(proc_id));
-        }
-        // A killed client may have committed up to one report interval
-        // more than it said: those records may arrive, once each.
-        let may_extra = |id: RecordId| {
-            killed.contains(&id.proc)
-                && reported_only.iter().any(|(p, s)| {
-                    *p == id.proc
-                        && s.committed
-                            .get(&id.thread)
-                            .is_some_and(|&n| id.counter >= n && id.counter < n + REPORT_EVERY)
-                })
-        };
-        let committed_view = read_ids(&self.cluster, &self.topic, READ_COMMITTED, ids.len());
-        let extra: Vec<RecordId> = {
-            let mut seen: Vec<RecordId> = committed_view
-                .keys()
-                .copied()
-                .filter(|&id| may_extra(id))
-                .collect();
-            seen.sort_unstable();
-            seen
-        };
-        ids.extend(&extra);
-        let verdict = kafka_real::verify_with_both_consumers_at(
-            &self.cluster,
-            &self.topic,
-            &WORKLOAD,
-            &ids,
-            Guarantee::ExactlyOnce,
-            READ_COMMITTED,
-        );
-        assert_eq!(
-            verdict.duplicates, 0,
-            "{}: duplicates for read_committed",
-            self.name
-        );
-        let uncommitted = read_ids(&self.cluster, &self.topic, READ_UNCOMMITTED, ids.len());
-        let uncommitted_total: usize = uncommitted.values().sum();
-        let uncommitted_duplicates = uncommitted_total - uncommitted.len();
-        assert!(
-            ids.iter().all(|id| uncommitted.contains_key(id)),
-            "{}: read_uncommitted misses committed records",
-            self.name
-        );
-        eprintln!(
-            "EOS-TABLE | {} | committed {} | read_committed {} (duplicates {}) | read_uncommitted {} (duplicates {}) | {:?}",
-            self.name,
-            ids.len(),
-            verdict.consumed,
-            verdict.duplicates,
-            uncommitted_total,
-            uncommitted_duplicates,
-            self.started.elapsed()
-        );
-        let spool = self
-            .daemon_spec
-            .socket()
-            .parent()
-            .expect("dir")
-            .join("spool");
-        let spooled = std::fs::read_dir(&spool).map_or(0, |d| d.count());
-        assert_eq!(
-            spooled, 0,
-            "{}: records were spooled as failures",
-            self.name
-        );
-        let log = self.daemon.log_text();
-        drop(self.daemon);
-        assert!(
-            log.contains("exactly-once: transactions initialised"),
-            "the daemon did not run in the exactly-once mode:\n{}",
-            shmkafka_testkit::tail(&log, 30)
-        );
-        uncommitted_duplicates
-    }
+            .filter(|&id| may_extra(id))
+            .collect();
+        seen.sort_unstable();
+        seen
+    };
+    ids.extend(&extra);
+    let verdict = kafka_real::verify_with_both_consumers_at(
+        &run.cluster,
+        &run.topic,
+        &WORKLOAD,
+        &ids,
+        Guarantee::ExactlyOnce,
+        READ_COMMITTED,
+    );
+    assert_eq!(
+        verdict.duplicates, 0,
+        "{}: duplicates for read_committed",
+        run.spec.name
+    );
+    let uncommitted = read_ids(&run.cluster, &run.topic, READ_UNCOMMITTED, ids.len());
+    let uncommitted_total: usize = uncommitted.values().sum();
+    let uncommitted_duplicates = uncommitted_total - uncommitted.len();
+    assert!(
+        ids.iter().all(|id| uncommitted.contains_key(id)),
+        "{}: read_uncommitted misses committed records",
+        run.spec.name
+    );
+    eprintln!(
+        "EOS-TABLE | {} | committed {} | read_committed {} (duplicates {}) | read_uncommitted {} (duplicates {}) | {:?}",
+        run.spec.name,
+        ids.len(),
+        verdict.consumed,
+        verdict.duplicates,
+        uncommitted_total,
+        uncommitted_duplicates,
+        run.started.elapsed()
+    );
+    assert_eq!(
+        run.spooled_files(),
+        0,
+        "{}: records were spooled as failures",
+        run.spec.name
+    );
+    let log = run.daemon.log_text();
+    drop(run.daemon);
+    assert!(
+        log.contains("exactly-once: transactions initialised"),
+        "the daemon did not run in the exactly-once mode:\n{}",
+        shmkafka_testkit::tail(&log, 30)
+    );
+    uncommitted_duplicates
 }
 
 /// How many times each record id appears in `topic` at `isolation_level`
@@ -306,7 +232,7 @@ impl Jitter {
 #[test]
 fn daemon_sigkilled_ten_times_read_committed_sees_each_record_once() {
     let _one_cluster = kafka_real::one_cluster_at_a_time();
-    let mut run = Run::start("daemon SIGKILL x10 (exactly-once)");
+    let mut run = Run::start(spec("daemon SIGKILL x10 (exactly-once)"), &[]);
     let mut jitter = Jitter::from_clock();
     for round in 0..10 {
         run.wait_committed(0.05 + 0.085 * round as f64);
@@ -322,7 +248,7 @@ fn daemon_sigkilled_ten_times_read_committed_sees_each_record_once() {
             run.started.elapsed()
         );
     }
-    let uncommitted_duplicates = run.finish(&[]);
+    let uncommitted_duplicates = finish(run, &[]);
     // The mode did the work: the crashed daemons' open transactions held
     // records that the next daemon produced again.
     assert!(
@@ -334,46 +260,46 @@ fn daemon_sigkilled_ten_times_read_committed_sees_each_record_once() {
 #[test]
 fn partition_leader_killed_mid_transaction() {
     let _one_cluster = kafka_real::one_cluster_at_a_time();
-    let mut run = Run::start("leader kill -9 (exactly-once)");
+    let mut run = Run::start(spec("leader kill -9 (exactly-once)"), &[]);
     run.wait_committed(0.3);
     let leader = run.leader();
     run.cluster.kill(leader);
     eprintln!("killed node {leader}, the leader of partition 0");
     run.wait_committed(0.55);
     run.cluster.restart(leader).expect("restarting the leader");
-    run.finish(&[]);
+    finish(run, &[]);
 }
 
 #[test]
 fn transaction_coordinator_killed() {
     let _one_cluster = kafka_real::one_cluster_at_a_time();
-    let mut run = Run::start("coordinator kill -9 (exactly-once)");
+    let mut run = Run::start(spec("coordinator kill -9 (exactly-once)"), &[]);
     run.wait_committed(0.3);
-    let coordinator = run.coordinator();
+    let coordinator = coordinator(&run);
     run.cluster.kill(coordinator);
     eprintln!("killed node {coordinator}, the transaction coordinator of drain thread 0");
     run.wait_committed(0.55);
     run.cluster
         .restart(coordinator)
         .expect("restarting the coordinator");
-    run.finish(&[]);
+    finish(run, &[]);
 }
 
 #[test]
 fn whole_cluster_down_for_30_seconds() {
     let _one_cluster = kafka_real::one_cluster_at_a_time();
-    let mut run = Run::start("whole cluster down 30 s (exactly-once)");
+    let mut run = Run::start(spec("whole cluster down 30 s (exactly-once)"), &[]);
     run.wait_committed(0.3);
     run.cluster.kill_all();
     std::thread::sleep(Duration::from_secs(30));
     run.cluster.start_all().expect("restarting the cluster");
-    run.finish(&[]);
+    finish(run, &[]);
 }
 
 #[test]
 fn client_sigkilled_between_commits_its_committed_records_arrive_once() {
     let _one_cluster = kafka_real::one_cluster_at_a_time();
-    let mut run = Run::start("client SIGKILL (exactly-once)");
+    let mut run = Run::start(spec("client SIGKILL (exactly-once)"), &[]);
     run.wait_committed(0.3);
     let victim = run.children.remove(0);
     let proc_id = victim.proc_id;
@@ -382,5 +308,5 @@ fn client_sigkilled_between_commits_its_committed_records_arrive_once() {
         "killed client {proc_id} after {} reported commits",
         state.committed_total()
     );
-    run.finish(&[(proc_id, state)]);
+    finish(run, &[(proc_id, state)]);
 }

@@ -15,11 +15,11 @@ use shmkafkad_test_support::common;
 use shmkafkad_test_support::fault_support;
 use shmkafkad_test_support::kafka_real;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{daemon_options, Guarantee, Workload};
-use fault_support::{report_row, FaultChild, StreamSpec, Tally};
-use shmkafka_testkit::{DaemonOptions, DaemonProcess as Daemon, KafkaCluster, KafkaOptions};
+use common::{Guarantee, Workload};
+use fault_support::{report_row, Tally};
+use shmkafkad_test_support::stream_run::{Run, RunSpec};
 
 #[test]
 fn child_role_entry_point() {
@@ -47,156 +47,80 @@ const REPORT_EVERY: u32 = 100;
 /// How long a broker stays frozen, and the cluster down.
 const OUTAGE: Duration = Duration::from_secs(30);
 
-/// A cluster, a topic, a daemon and the streaming clients of one test.
-struct Run {
-    name: &'static str,
-    started: Instant,
-    _dir: tempfile::TempDir,
-    cluster: KafkaCluster,
-    topic: String,
-    daemon_spec: DaemonOptions,
-    daemon: Daemon,
-    children: Vec<FaultChild>,
+/// The run of a fault named `name`, with the daemon's defaults.
+fn spec(name: &'static str) -> RunSpec {
+    RunSpec {
+        name,
+        topic_prefix: "fault",
+        workload: WORKLOAD,
+        ring: RING,
+        pace: PACE,
+        report_every: REPORT_EVERY,
+        daemon_config: None,
+    }
 }
 
-impl Run {
-    fn start(name: &'static str, topic_configs: &[(&str, &str)]) -> Self {
-        let started = Instant::now();
-        let dir = common::test_dir();
-        let cluster = kafka_real::start_cluster(dir.path(), &KafkaOptions::nodes(3));
-        let slug: String = name
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
-        let topic = format!("fault-{slug}");
-        kafka_real::create_topic(&cluster, &topic, WORKLOAD.partitions as u32, topic_configs);
-        let socket = dir.path().join("shmkafkad.sock");
-        let daemon_spec = daemon_options(&socket, cluster.bootstrap_servers());
-        let daemon = daemon_spec.start();
-        let children = (0..WORKLOAD.procs)
-            .map(|proc_id| {
-                let mut spec = StreamSpec::new(&socket, &topic, proc_id, WORKLOAD);
-                spec.ring_capacity = RING;
-                spec.report_every = REPORT_EVERY;
-                spec.pace = PACE;
-                spec.block = Duration::from_secs(300);
-                spec.spawn()
-            })
-            .collect();
-        eprintln!(
-            "{name}: cluster, topic and daemon ready after {:?}",
-            started.elapsed()
-        );
-        Self {
-            name,
-            started,
-            _dir: dir,
-            cluster,
-            topic,
-            daemon_spec,
-            daemon,
-            children,
-        }
+/// Waits for every client to flush, then reads the topic back with both
+/// consumers and prints the fault-table row.
+fn finish(mut run: Run, guarantee: Guarantee, duplicates_bound: usize) -> Tally {
+    let mut ids = Vec::new();
+    for child in run.children.drain(..) {
+        let proc_id = child.proc_id;
+        let state = child.wait_success(Duration::from_secs(300));
+        ids.extend(state.committed_ids(proc_id));
     }
-
-    fn committed(&self) -> u64 {
-        self.children.iter().map(FaultChild::committed_total).sum()
-    }
-
-    /// Waits until the clients committed `fraction` of the workload.
-    fn wait_committed(&self, fraction: f64) {
-        let target = (WORKLOAD.total() as f64 * fraction) as u64;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while self.committed() < target {
-            assert!(
-                Instant::now() < deadline,
-                "{}: only {} of {target} records committed after 120 s",
-                self.name,
-                self.committed()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The leader (node id) of partition 0 of the topic.
-    fn leader(&self) -> u32 {
-        self.cluster
-            .partition_leaders(&self.topic)
-            .expect("metadata")
-            .first()
-            .copied()
-            .flatten()
-            .expect("partition 0 has a leader")
-    }
-
-    /// Waits for every client to flush, then reads the topic back with both
-    /// consumers and prints the fault-table row.
-    fn finish(mut self, guarantee: Guarantee, duplicates_bound: usize) -> Tally {
-        let mut ids = Vec::new();
-        for child in self.children.drain(..) {
-            let proc_id = child.proc_id;
-            let state = child.wait_success(Duration::from_secs(300));
-            ids.extend(state.committed_ids(proc_id));
-        }
-        assert_eq!(ids.len(), WORKLOAD.total(), "every record committed");
-        let verdict = kafka_real::verify_with_both_consumers(
-            &self.cluster,
-            &self.topic,
-            &WORKLOAD,
-            &ids,
-            guarantee,
-        );
-        assert!(
-            verdict.duplicates <= duplicates_bound,
-            "{}: {} duplicates, bound {duplicates_bound}",
-            self.name,
-            verdict.duplicates
-        );
-        let spool = self
-            .daemon_spec
-            .socket()
-            .parent()
-            .expect("dir")
-            .join("spool");
-        let spooled = std::fs::read_dir(&spool).map_or(0, |d| d.count());
-        assert_eq!(
-            spooled, 0,
-            "{}: records were spooled as failures",
-            self.name
-        );
-        let total = ids.len() as u64;
-        let tally = Tally {
-            committed: total,
-            // Every client's flush returned without failures: the daemon
-            // reported every record acknowledged.
-            acked: total,
-            consumed: verdict.consumed as u64,
-            lost: 0,
-            duplicated: verdict.duplicates as u64,
-        };
-        report_row(self.name, tally, self.started.elapsed());
-        drop(self.daemon);
-        tally
-    }
+    assert_eq!(ids.len(), WORKLOAD.total(), "every record committed");
+    let verdict = kafka_real::verify_with_both_consumers(
+        &run.cluster,
+        &run.topic,
+        &WORKLOAD,
+        &ids,
+        guarantee,
+    );
+    assert!(
+        verdict.duplicates <= duplicates_bound,
+        "{}: {} duplicates, bound {duplicates_bound}",
+        run.spec.name,
+        verdict.duplicates
+    );
+    assert_eq!(
+        run.spooled_files(),
+        0,
+        "{}: records were spooled as failures",
+        run.spec.name
+    );
+    let total = ids.len() as u64;
+    let tally = Tally {
+        committed: total,
+        // Every client's flush returned without failures: the daemon
+        // reported every record acknowledged.
+        acked: total,
+        consumed: verdict.consumed as u64,
+        lost: 0,
+        duplicated: verdict.duplicates as u64,
+    };
+    report_row(run.spec.name, tally, run.started.elapsed());
+    drop(run.daemon);
+    tally
 }
 
 #[test]
 fn partition_leader_killed_and_restarted() {
     let _one_cluster = kafka_real::one_cluster_at_a_time();
-    let mut run = Run::start("leader kill -9 + restart (3 brokers)", &[]);
+    let mut run = Run::start(spec("leader kill -9 + restart (3 brokers)"), &[]);
     run.wait_committed(0.25);
     let leader = run.leader();
     run.cluster.kill(leader);
     eprintln!("killed node {leader}, the leader of partition 0");
     run.wait_committed(0.5);
     run.cluster.restart(leader).expect("restarting the leader");
-    run.finish(Guarantee::ExactlyOnce, 0);
+    finish(run, Guarantee::ExactlyOnce, 0);
 }
 
 #[test]
 fn rolling_restart_of_all_brokers() {
     let _one_cluster = kafka_real::one_cluster_at_a_time();
-    let mut run = Run::start("rolling restart (3 brokers)", &[]);
+    let mut run = Run::start(spec("rolling restart (3 brokers)"), &[]);
     for (step, node) in run.cluster.node_ids().into_iter().enumerate() {
         run.wait_committed(0.15 + 0.2 * step as f64);
         run.cluster.stop(node, Duration::from_secs(30));
@@ -204,25 +128,25 @@ fn rolling_restart_of_all_brokers() {
         run.cluster.restart(node).expect("restarting a node");
         eprintln!("node {node} restarted ({:?})", run.started.elapsed());
     }
-    run.finish(Guarantee::ExactlyOnce, 0);
+    finish(run, Guarantee::ExactlyOnce, 0);
 }
 
 #[test]
 fn broker_frozen_for_30_seconds() {
     let _one_cluster = kafka_real::one_cluster_at_a_time();
-    let mut run = Run::start("leader SIGSTOP 30 s (3 brokers)", &[]);
+    let mut run = Run::start(spec("leader SIGSTOP 30 s (3 brokers)"), &[]);
     run.wait_committed(0.25);
     let leader = run.leader();
     run.cluster.pause(leader);
     std::thread::sleep(OUTAGE);
     run.cluster.resume(leader);
-    run.finish(Guarantee::ExactlyOnce, 0);
+    finish(run, Guarantee::ExactlyOnce, 0);
 }
 
 #[test]
 fn whole_cluster_down_for_30_seconds() {
     let _one_cluster = kafka_real::one_cluster_at_a_time();
-    let mut run = Run::start("whole cluster down 30 s (3 brokers)", &[]);
+    let mut run = Run::start(spec("whole cluster down 30 s (3 brokers)"), &[]);
     run.wait_committed(0.25);
     run.cluster.kill_all();
     let at_kill = run.committed();
@@ -232,7 +156,7 @@ fn whole_cluster_down_for_30_seconds() {
     // Often 0: the clients outpace this machine's brokers, so their rings
     // are already full and they block (not fail) through the outage.
     eprintln!("{while_down} records committed while the cluster was down");
-    run.finish(Guarantee::ExactlyOnce, 0);
+    finish(run, Guarantee::ExactlyOnce, 0);
 }
 
 /// `min.insync.replicas=3` on the topic and one broker of three killed:
@@ -247,7 +171,7 @@ fn whole_cluster_down_for_30_seconds() {
 fn fewer_in_sync_replicas_than_required_holds_records() {
     let _one_cluster = kafka_real::one_cluster_at_a_time();
     let mut run = Run::start(
-        "ISR below min.insync.replicas (3 brokers)",
+        spec("ISR below min.insync.replicas (3 brokers)"),
         &[("min.insync.replicas", "3")],
     );
     run.wait_committed(0.2);
@@ -284,7 +208,7 @@ fn fewer_in_sync_replicas_than_required_holds_records() {
         "no record was waiting in a ring during the outage"
     );
     run.cluster.restart(node).expect("restarting the broker");
-    run.finish(Guarantee::ExactlyOnce, 0);
+    finish(run, Guarantee::ExactlyOnce, 0);
 }
 
 /// Smallest record of the workload as it sits in the ring: bounds how many
@@ -294,7 +218,7 @@ const MIN_RECORD_SPAN: usize = 64;
 #[test]
 fn daemon_sigkilled_three_times() {
     let _one_cluster = kafka_real::one_cluster_at_a_time();
-    let mut run = Run::start("daemon SIGKILL x3 (3 brokers)", &[]);
+    let mut run = Run::start(spec("daemon SIGKILL x3 (3 brokers)"), &[]);
     for (round, fraction) in [0.2, 0.45, 0.7].into_iter().enumerate() {
         run.wait_committed(fraction);
         run.daemon.kill();
@@ -309,7 +233,7 @@ fn daemon_sigkilled_three_times() {
     // A crashed daemon's in-flight records are sent again by the next one:
     // at most what the rings held unreleased at each kill.
     let window = 3 * WORKLOAD.procs as usize * (RING / MIN_RECORD_SPAN);
-    let tally = run.finish(Guarantee::AtLeastOnce, window);
+    let tally = finish(run, Guarantee::AtLeastOnce, window);
     eprintln!(
         "daemon kills: {} duplicates (bound {window})",
         tally.duplicated

@@ -11,6 +11,8 @@
 //!   `shmkafkad spool` CLI.
 //! - [`kafka_common`]: the librdkafka-level tests' records and checks.
 //! - [`kafka_real`]: an Apache Kafka cluster as production runs topics.
+//! - [`stream_run`]: a 3-broker cluster, a daemon and streaming clients
+//!   for the real-Kafka fault tests.
 //!
 //! The daemon's binaries are found next to the test executable
 //! ([`shmkafka_testkit::locate_binary`]): cargo builds them before it runs
@@ -21,3 +23,4 @@ pub mod fault_support;
 pub mod kafka_common;
 pub mod kafka_real;
 pub mod spool_support;
+pub mod stream_run;
