@@ -59,6 +59,10 @@ use crate::harness::{
 };
 use crate::plot::{self, Chart, Scale, Series};
 
+/// Partitions of each case's topic where the bench creates it (Apache
+/// Kafka); the mock cluster auto-creates 4.
+const LATENCY_PARTITIONS: u32 = 4;
+
 /// Result line prefix of a child.
 const RESULT_PREFIX: &str = "latency-result ";
 
@@ -553,7 +557,9 @@ pub fn run(args: &LatencyArgs) -> anyhow::Result<LatencyReport> {
     for (n, &(size, rate, path)) in cases.iter().enumerate() {
         bar.set_message(format!("{path:?} {size} B {}", load_label(rate)));
         let topic = format!("latency-{n}-{}", std::process::id());
+        broker.create_topic(&topic, LATENCY_PARTITIONS)?;
         let measurement = run_child(args, path, size, rate, &topic, broker.bootstrap(), &daemon)?;
+        broker.delete_topic(&topic)?;
         ensure!(
             measurement.delivered + measurement.failed == args.records as u64,
             "{path:?}: {} delivered + {} failed of {} records",
