@@ -279,6 +279,7 @@ impl DrainThread {
             }
             Err(e) => {
                 error!(error = %e, "exactly-once: cannot begin a transaction");
+                self.note_fenced(&e);
                 self.recovery.request(cause_of(&e), Instant::now());
                 false
             }
@@ -430,16 +431,23 @@ impl DrainThread {
     /// Returns whether the transaction committed.
     fn run_commit(&mut self) -> bool {
         let txn = self.txn.as_ref().expect("exactly-once");
-        let give_up_at = Instant::now() + txn.eos.settings.transaction_timeout + COMMIT_GRACE;
         let records = txn.records;
+        let patience = txn.eos.settings.transaction_timeout + COMMIT_GRACE;
+        // A graceful stop gives the commit its shutdown budget.
+        let budget_at_stop = self.options.shutdown_timeout;
+        let mut stopping = self.stopping.load(Ordering::Acquire);
+        let mut give_up_at = Instant::now() + if stopping { budget_at_stop } else { patience };
         let mut resumed = 0u32;
         loop {
             let error = match self.producer.commit_transaction(Some(CALL_TIMEOUT)) {
                 Ok(()) => return true,
                 Err(e) => e,
             };
-            let stopping = self.stopping.load(Ordering::Acquire);
-            if error.kind == TxnErrorKind::Retriable && Instant::now() < give_up_at && !stopping {
+            if !stopping && self.stopping.load(Ordering::Acquire) {
+                stopping = true;
+                give_up_at = give_up_at.min(Instant::now() + budget_at_stop);
+            }
+            if error.kind == TxnErrorKind::Retriable && Instant::now() < give_up_at {
                 // Resumed by the next call; keep the watchdog fed.
                 self.stats.heartbeat.fetch_add(1, Ordering::Relaxed);
                 if resumed == 0 {
