@@ -15,7 +15,7 @@ pub use shmkafka_testkit::die_with_parent;
 pub use shmkafka_testkit::SHMKAFKAD_BIN_ENV;
 use shmkafka_testkit::{
     locate_binary, ChildGuard, DaemonOptions, DaemonProcess, KafkaCluster, KafkaOptions,
-    MockBrokerProcess, Tansu, SHMKAFKAD_BIN,
+    MockBrokerProcess, ProduceCounters, Tansu, SHMKAFKAD_BIN,
 };
 
 /// Options every broker-facing scenario takes: where to produce, where to
@@ -345,7 +345,10 @@ impl Broker {
     /// in `dir`.
     pub fn start_kafka(dir: &Path, nodes: usize) -> anyhow::Result<Broker> {
         // Deleted topics' logs go at once (the default waits a minute).
-        let options = KafkaOptions::nodes(nodes).property("log.segment.delete.delay.ms", "1000");
+        // JMX: the broker's request metrics say how the records arrived.
+        let options = KafkaOptions::nodes(nodes)
+            .property("log.segment.delete.delay.ms", "1000")
+            .with_jmx();
         let cluster = KafkaCluster::start(dir, &options)?;
         let bootstrap = cluster.bootstrap_servers().to_owned();
         Ok(Broker {
@@ -381,6 +384,15 @@ impl Broker {
                 .filter_map(|node| cluster.pid(node))
                 .collect(),
             BrokerKind::External => Vec::new(),
+        }
+    }
+
+    /// The broker's own count of produce requests, partition batches and
+    /// records so far (Apache Kafka started here; `None` elsewhere).
+    pub fn produce_counters(&self) -> anyhow::Result<Option<ProduceCounters>> {
+        match &self.kind {
+            BrokerKind::Kafka(cluster) => Ok(Some(cluster.produce_counters()?)),
+            _ => Ok(None),
         }
     }
 

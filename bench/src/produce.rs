@@ -19,6 +19,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::ClientContext;
 use serde::Serialize;
 use shmkafka_client::{Message, Producer as ShmProducer, ProducerOptions};
+use shmkafka_testkit::ProduceCounters;
 
 mod java;
 
@@ -186,6 +187,14 @@ pub struct ProduceResult {
     /// CPU seconds of the broker process per million records (when the
     /// broker runs here).
     pub broker_cpu_s_per_million: Option<f64>,
+    /// Produce requests the broker received per second (Apache Kafka
+    /// started here, from its request metrics).
+    pub produce_requests_per_sec: Option<f64>,
+    /// Records per produce request, as the broker counted them.
+    pub records_per_request: Option<f64>,
+    /// Records per partition batch (a request carries one batch per
+    /// partition it writes to).
+    pub records_per_batch: Option<f64>,
     /// Records per second each client offered (0: unpaced).
     pub rate_per_client: u64,
     /// Runs behind the figures (medians when more than one).
@@ -435,10 +444,25 @@ fn run_case(
         daemon_cpu_s_per_million: daemon_cpu,
         host_cpu_s_per_million: cpu / million + daemon_cpu.unwrap_or(0.0),
         broker_cpu_s_per_million: broker_cpu,
+        produce_requests_per_sec: None,
+        records_per_request: None,
+        records_per_batch: None,
         rate_per_client: case.rate_per_client,
         runs: 1,
         runs_records_per_sec: vec![delivered as f64 / seconds],
     })
+}
+
+impl ProduceResult {
+    /// Fills the request figures from what the broker counted during the
+    /// case (cases run one at a time, so the counts are this case's).
+    fn count_requests(&mut self, sent: ProduceCounters) {
+        let per = |records: u64, count: u64| (count > 0).then(|| records as f64 / count as f64);
+        self.produce_requests_per_sec =
+            (self.seconds > 0.0).then(|| sent.requests as f64 / self.seconds);
+        self.records_per_request = per(sent.records, sent.requests);
+        self.records_per_batch = per(sent.records, sent.partition_batches);
+    }
 }
 
 /// A daemon configuration under test: a label and the TOML it runs with.
@@ -598,10 +622,15 @@ pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
                     delivery_reports,
                 };
                 progress.set_message(format!("{label}, {clients} clients, {size} B"));
-                let result = match mode {
+                let counters_before = broker.produce_counters()?;
+                let mut result = match mode {
                     Path2Kafka::Java => java::run_case(&case, &bootstrap, dir.path())?,
                     _ => run_case(&case, &bootstrap, daemon)?,
                 };
+                if let Some(before) = counters_before {
+                    let sent = broker.produce_counters()?.unwrap_or(before) - before;
+                    result.count_requests(sent);
+                }
                 progress.println(format!(
                     "{label} clients={clients} size={size} -> {:.0} records/s delivered, client CPU {:.3} s/M",
                     result.records_per_sec, result.client_cpu_s_per_million
@@ -651,6 +680,9 @@ fn median_of(runs: &[ProduceResult]) -> ProduceResult {
         daemon_cpu_s_per_million: of_opt(&|r| r.daemon_cpu_s_per_million),
         host_cpu_s_per_million: of(&|r| r.host_cpu_s_per_million),
         broker_cpu_s_per_million: of_opt(&|r| r.broker_cpu_s_per_million),
+        produce_requests_per_sec: of_opt(&|r| r.produce_requests_per_sec),
+        records_per_request: of_opt(&|r| r.records_per_request),
+        records_per_batch: of_opt(&|r| r.records_per_batch),
         runs: runs.len(),
         runs_records_per_sec: runs.iter().map(|r| r.records_per_sec).collect(),
         ..first.clone()
@@ -665,9 +697,9 @@ fn in_process_of<'a>(results: &'a [ProduceResult], r: &ProduceResult) -> Option<
 
 fn print_table(results: &[ProduceResult]) {
     println!(
-        "\n| size B | clients | offered/client | variant | delivered rec/s | vs in-process | client CPU s/M | in-process / this | host CPU s/M | in-process / this | broker CPU s/M | in-process / this |"
+        "\n| size B | clients | offered/client | variant | delivered rec/s | vs in-process | client CPU s/M | in-process / this | host CPU s/M | in-process / this | broker CPU s/M | in-process / this | produce requests/s | records/request | records/batch |"
     );
-    println!("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |c| format!("{c:.3}"));
     for r in results {
         let base = in_process_of(results, r);
@@ -693,8 +725,10 @@ fn print_table(results: &[ProduceResult]) {
         } else {
             r.rate_per_client.to_string()
         };
+        let whole = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |c| format!("{c:.0}"));
+        let tenths = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |c| format!("{c:.1}"));
         println!(
-            "| {} | {} | {} | {} | {} | {} | {:.3} | {} | {:.3} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.3} | {} | {:.3} | {} | {} | {} | {} | {} | {} |",
             r.size,
             r.clients,
             offered,
@@ -724,9 +758,12 @@ fn print_table(results: &[ProduceResult]) {
                 base.and_then(|b| b.broker_cpu_s_per_million),
                 2
             ),
+            whole(r.produce_requests_per_sec),
+            tenths(r.records_per_request),
+            tenths(r.records_per_batch),
         );
     }
-    println!("delivered = acknowledged by the broker; with --repeat, medians over runs (range of the rate in brackets). vs in-process: delivered rate over the in-process producer's in the same cell. CPU per million delivered records: client = the application processes; host = clients + shmkafkad; broker = the broker process (when started here). in-process / this: above 1 means this path costs less.");
+    println!("delivered = acknowledged by the broker; with --repeat, medians over runs (range of the rate in brackets). vs in-process: delivered rate over the in-process producer's in the same cell. CPU per million delivered records: client = the application processes; host = clients + shmkafkad; broker = the broker process (when started here). in-process / this: above 1 means this path costs less. Requests and batches: the broker's own produce-request metrics (Apache Kafka started here).");
 }
 
 fn plot(dir: &Path, results: &[ProduceResult]) -> anyhow::Result<()> {
@@ -823,6 +860,9 @@ mod tests {
             daemon_cpu_s_per_million: Some(cpu * 10.0),
             host_cpu_s_per_million: cpu * 11.0,
             broker_cpu_s_per_million: None,
+            produce_requests_per_sec: None,
+            records_per_request: None,
+            records_per_batch: None,
             rate_per_client: 0,
             runs: 1,
             runs_records_per_sec: vec![rate],

@@ -372,12 +372,23 @@ impl ControlServer {
         }
     }
 
-    /// Logs a refusal, at most once per peer uid and kind per interval.
+    /// Logs a refused connection, at most once per peer uid and kind per
+    /// interval.
     fn log_refusal(&self, peer: &Peer, kind: &'static str, message: &str) {
         REFUSALS.fetch_add(1, Ordering::Relaxed);
         if let Some(repeats) = self.refusals.note(peer.uid, kind) {
             warn!(uid = peer.uid, gid = peer.gid, pid = peer.pid, limit = kind, repeats,
                 reason = %message, "connection refused (logged once per uid per 10 s; repeats counts the others)");
+        }
+    }
+
+    /// Logs a refused topic registration the same way: a client may ask
+    /// for refused topics in a loop, and the log must not grow with it.
+    fn log_topic_refusal(&self, client: &Client, topic: &str, message: &str) {
+        REFUSALS.fetch_add(1, Ordering::Relaxed);
+        if let Some(repeats) = self.refusals.note(client.uid, "topic refused") {
+            warn!(client = client.id, uid = client.uid, pid = client.pid, topic, repeats,
+                reason = %message, "topic refused (logged once per uid per 10 s; repeats counts the others)");
         }
     }
 
@@ -457,14 +468,12 @@ impl ControlServer {
         policy: &AccessPolicy,
     ) {
         if hello.protocol_version != PROTOCOL_VERSION {
-            refuse(
-                &stream,
-                RefusalCode::UnsupportedVersion,
-                &format!(
-                    "client speaks protocol {}, shmkafkad speaks {PROTOCOL_VERSION}; upgrade the client library or the daemon",
-                    hello.protocol_version
-                ),
+            let message = format!(
+                "client speaks protocol {}, shmkafkad speaks {PROTOCOL_VERSION}; upgrade the client library or the daemon",
+                hello.protocol_version
             );
+            self.log_refusal(peer, "protocol version", &message);
+            refuse(&stream, RefusalCode::UnsupportedVersion, &message);
             return;
         }
         // The segment's size, from the kernel, before anything is mapped:
@@ -643,7 +652,7 @@ impl ControlServer {
                             DaemonMessage::TopicAccepted(TopicAccepted { id: request.id })
                         }
                         Err(message) => {
-                            warn!(client = client.id, topic = %request.name, reason = %message, "topic refused");
+                            self.log_topic_refusal(client, &request.name, &message);
                             DaemonMessage::TopicRefused(TopicRefused {
                                 id: request.id,
                                 reason: RefusalCode::NotAuthorized,
@@ -656,6 +665,10 @@ impl ControlServer {
                     body: self.telemetry.status(request.json),
                 }),
                 ClientMessage::Hello(_) => {
+                    warn!(
+                        client = client.id,
+                        "Hello sent twice; closing the control connection"
+                    );
                     refuse(stream, RefusalCode::Malformed, "Hello sent twice");
                     return "protocol error";
                 }

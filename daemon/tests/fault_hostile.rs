@@ -13,6 +13,7 @@
 //! answering `status`), releases the hostile segments once their process is
 //! gone, and the good clients' records all arrive, exactly once.
 
+use rdkafka::error::RDKafkaErrorCode;
 use shmkafkad_test_support::common;
 use shmkafkad_test_support::fault_support;
 
@@ -50,7 +51,7 @@ const WORKLOAD: Workload = Workload {
 };
 /// librdkafka's `_UNKNOWN_TOPIC`, what the daemon reports for a topic id
 /// the client never registered.
-const ERR_UNKNOWN_TOPIC: i32 = -188;
+const ERR_UNKNOWN_TOPIC: i32 = RDKafkaErrorCode::UnknownTopic as i32;
 
 /// Each case, and the reason the daemon must log when it quarantines the
 /// ring (`None`: not quarantined, see the case).

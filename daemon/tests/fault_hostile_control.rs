@@ -721,6 +721,30 @@ fn topic_ids_out_of_range_are_refused_not_allocated() {
         DaemonMessage::TopicRefused(r) => assert!(r.message.contains("exceeds"), "{r:?}"),
         other => panic!("expected TopicRefused, got {other:?}"),
     }
+    // Asking again and again is answered every time and logged once.
+    let repeats = 2_000;
+    for _ in 0..repeats {
+        send_message(
+            &stream,
+            &ClientMessage::RegisterTopic(RegisterTopic {
+                id: u32::MAX,
+                name: JUNK_TOPIC.to_owned(),
+            }),
+            None,
+        )
+        .unwrap();
+        let answer = recv_message::<DaemonMessage>(&stream).unwrap().0;
+        assert!(
+            matches!(answer, DaemonMessage::TopicRefused(_)),
+            "{answer:?}"
+        );
+    }
+    let log = setup.log();
+    let topic_refusal_lines = log.lines().filter(|l| l.contains("topic refused")).count();
+    assert!(
+        (1..=2).contains(&topic_refusal_lines),
+        "{topic_refusal_lines} log lines for {repeats} refused registrations"
+    );
     let after = setup.assert_healthy();
     assert!(
         after.anon_kib < before.anon_kib + (16 << 10),

@@ -5,6 +5,7 @@
 //! is fixed; and a daemon started while the cluster is unreachable holds
 //! its clients' records and delivers them when the cluster appears.
 
+use rdkafka::error::RDKafkaErrorCode;
 use shmkafkad_test_support::{kafka_real, spool_support};
 
 use std::collections::BTreeMap;
@@ -15,9 +16,9 @@ use shmkafka_testkit::{KafkaCluster, KafkaOptions};
 use spool_support::{by_seq, client, list_json, send, spool_cli, spool_files, start_daemon, Rec};
 
 /// librdkafka's codes for the failures a real broker causes here.
-const UNKNOWN_TOPIC_OR_PART: i32 = 3;
-const UNKNOWN_TOPIC_LOCAL: i32 = -188;
-const MSG_SIZE_TOO_LARGE: i32 = 10;
+const UNKNOWN_TOPIC_OR_PART: i32 = RDKafkaErrorCode::UnknownTopicOrPartition as i32;
+const UNKNOWN_TOPIC_LOCAL: i32 = RDKafkaErrorCode::UnknownTopic as i32;
+const MSG_SIZE_TOO_LARGE: i32 = RDKafkaErrorCode::MessageSizeTooLarge as i32;
 
 fn record(topic: &str, i: usize, value_len: usize) -> Rec {
     Rec {

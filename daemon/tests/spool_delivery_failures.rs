@@ -17,6 +17,7 @@
 //!   cluster does not enforce a broker-side limit); the replay runs with the
 //!   default limit.
 
+use rdkafka::error::RDKafkaErrorCode;
 use shmkafkad_test_support::spool_support;
 
 use std::collections::BTreeMap;
@@ -31,9 +32,9 @@ use spool_support::{
 
 const GOOD: &str = "spool-good";
 /// librdkafka's codes for the failures caused here.
-const UNKNOWN_TOPIC_OR_PART: i32 = 3;
-const UNKNOWN_TOPIC_LOCAL: i32 = -188;
-const MSG_SIZE_TOO_LARGE: i32 = 10;
+const UNKNOWN_TOPIC_OR_PART: i32 = RDKafkaErrorCode::UnknownTopicOrPartition as i32;
+const UNKNOWN_TOPIC_LOCAL: i32 = RDKafkaErrorCode::UnknownTopic as i32;
+const MSG_SIZE_TOO_LARGE: i32 = RDKafkaErrorCode::MessageSizeTooLarge as i32;
 
 fn record(topic: &str, i: usize, value_len: usize) -> Rec {
     Rec {

@@ -4,8 +4,10 @@
 //!
 //! Timeouts are the caller's: set them on the stream
 //! (`set_read_timeout`/`set_write_timeout`) and they surface here as
-//! `TimedOut`. The helpers expect a blocking socket; on a non-blocking one
-//! "would block" is reported as `TimedOut` too.
+//! `TimedOut`. A read timeout bounds the whole frame, not each read: a peer
+//! that trickles a byte at a time cannot stretch one frame beyond it. The
+//! helpers expect a blocking socket; on a non-blocking one "would block" is
+//! reported as `TimedOut` too.
 //!
 //! `recv_message` reads exactly one frame and never a byte of the next, so it
 //! keeps no state between calls and a descriptor can never be attributed to
@@ -15,6 +17,7 @@
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
@@ -201,7 +204,7 @@ pub fn send_message<M: WireMessage>(
 pub fn recv_message<M: WireMessage>(
     stream: &UnixStream,
 ) -> Result<(M, Option<OwnedFd>), RecvError> {
-    let mut fd_reader = FdReader::new(stream);
+    let mut fd_reader = FdReader::new(stream)?;
 
     let mut prefix = [0u8; LENGTH_PREFIX_LEN];
     fd_reader.read_exact(&mut prefix, 0)?;
@@ -211,7 +214,7 @@ pub fn recv_message<M: WireMessage>(
     frame[..LENGTH_PREFIX_LEN].copy_from_slice(&prefix);
     fd_reader.read_exact(&mut frame[LENGTH_PREFIX_LEN..], LENGTH_PREFIX_LEN)?;
 
-    let mut fds = fd_reader.into_fds();
+    let mut fds = fd_reader.into_fds()?;
     if fds.len() > 1 {
         return Err(RecvError::TooManyFds { count: fds.len() });
     }
@@ -232,19 +235,53 @@ struct FdReader<'s> {
     /// Control buffer, reused for every `recvmsg` of the frame.
     cmsg: Vec<u8>,
     fds: Vec<OwnedFd>,
+    /// The stream's read timeout as the caller set it, and when the frame
+    /// must be complete by it.
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    /// Whether the socket's timeout was shortened for the frame's rest.
+    shortened: bool,
 }
 
 impl<'s> FdReader<'s> {
-    fn new(stream: &'s UnixStream) -> Self {
+    fn new(stream: &'s UnixStream) -> Result<Self, RecvError> {
         // Room for the kernel's maximum of descriptors plus the credentials
         // and pidfd the kernel adds if the daemon enables SO_PASSCRED or
         // SO_PASSPIDFD; those precede SCM_RIGHTS in the buffer.
         let cmsg = nix::cmsg_space!([RawFd; SCM_MAX_FD], libc::ucred, RawFd);
-        FdReader {
+        let timeout = stream.read_timeout().map_err(RecvError::Io)?;
+        Ok(FdReader {
             stream,
             cmsg,
             fds: Vec::new(),
+            timeout,
+            deadline: None,
+            shortened: false,
+        })
+    }
+
+    /// Before every read but the frame's first: the socket waits only for
+    /// what is left of the frame's time. The first read starts the clock,
+    /// so waiting for a frame to begin costs no system call.
+    fn limit_wait(&mut self, received: usize) -> Result<(), RecvError> {
+        let Some(timeout) = self.timeout else {
+            return Ok(());
+        };
+        let deadline = *self
+            .deadline
+            .get_or_insert_with(|| Instant::now() + timeout);
+        if received == 0 {
+            return Ok(());
         }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(RecvError::TimedOut { received });
+        }
+        self.stream
+            .set_read_timeout(Some(left))
+            .map_err(RecvError::Io)?;
+        self.shortened = true;
+        Ok(())
     }
 
     /// Fills `buf`. `frame_offset` is where `buf` starts in the frame, for
@@ -253,6 +290,7 @@ impl<'s> FdReader<'s> {
         let mut filled = 0;
         while filled < buf.len() {
             let received = frame_offset + filled;
+            self.limit_wait(received)?;
             let mut iov = [IoSliceMut::new(&mut buf[filled..])];
             let result = recvmsg::<()>(
                 self.stream.as_raw_fd(),
@@ -289,8 +327,27 @@ impl<'s> FdReader<'s> {
         Ok(())
     }
 
-    fn into_fds(self) -> Vec<OwnedFd> {
-        self.fds
+    /// The descriptors received, with the caller's read timeout back in
+    /// place.
+    fn into_fds(mut self) -> Result<Vec<OwnedFd>, RecvError> {
+        self.restore_timeout()?;
+        Ok(std::mem::take(&mut self.fds))
+    }
+
+    fn restore_timeout(&mut self) -> Result<(), RecvError> {
+        if std::mem::take(&mut self.shortened) {
+            self.stream
+                .set_read_timeout(self.timeout)
+                .map_err(RecvError::Io)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FdReader<'_> {
+    /// A frame that failed part-way leaves the caller's timeout in place too.
+    fn drop(&mut self) {
+        let _ = self.restore_timeout();
     }
 }
 

@@ -308,6 +308,38 @@ fn read_timeout_reports_how_much_of_the_frame_arrived() {
 }
 
 #[test]
+fn a_trickling_peer_cannot_stretch_a_frame_past_the_read_timeout() {
+    let (mut client, daemon) = UnixStream::pair().unwrap();
+    let timeout = Duration::from_millis(300);
+    daemon.set_read_timeout(Some(timeout)).unwrap();
+    let frame = encode_frame(&ClientMessage::StatusRequest(StatusRequest { json: true })).unwrap();
+    // One byte per 100 ms: each read is well within the timeout, the
+    // frame as a whole is not.
+    let trickle = thread::spawn(move || {
+        for byte in &frame[..frame.len() - 1] {
+            if client.write_all(std::slice::from_ref(byte)).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let started = std::time::Instant::now();
+    let result = recv_message::<ClientMessage>(&daemon);
+    let took = started.elapsed();
+    assert!(
+        matches!(result, Err(RecvError::TimedOut { received }) if received > 0),
+        "{result:?}"
+    );
+    assert!(took < timeout * 2, "the frame took {took:?} to time out");
+    assert_eq!(
+        daemon.read_timeout().unwrap(),
+        Some(timeout),
+        "timeout restored"
+    );
+    trickle.join().unwrap();
+}
+
+#[test]
 fn peer_closing_mid_frame_is_reported() {
     let (mut client, daemon) = UnixStream::pair().unwrap();
     let frame = encode_frame(&ClientMessage::StatusRequest(StatusRequest { json: true })).unwrap();

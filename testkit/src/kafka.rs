@@ -82,6 +82,10 @@ pub struct KafkaOptions {
     pub client_listener: Option<String>,
     /// Extra `kafka-storage format` arguments, e.g. `--add-scram`.
     pub format_args: Vec<String>,
+    /// Each broker serves JMX on its own 127.0.0.1 port (no
+    /// authentication: the port is local and the cluster a test's), so
+    /// [`KafkaCluster::produce_counters`] can read its request metrics.
+    pub jmx: bool,
 }
 
 impl KafkaOptions {
@@ -92,7 +96,14 @@ impl KafkaOptions {
             broker_properties: Vec::new(),
             client_listener: None,
             format_args: Vec::new(),
+            jmx: false,
         }
+    }
+
+    /// Serves JMX from every broker (see [`KafkaOptions::jmx`]).
+    pub fn with_jmx(mut self) -> Self {
+        self.jmx = true;
+        self
     }
 
     /// Adds the `CLIENT` listener with `protocol`.
@@ -122,6 +133,7 @@ struct Node {
     port: u16,
     controller_port: u16,
     client_port: Option<u16>,
+    jmx_port: Option<u16>,
     config: PathBuf,
     log: PathBuf,
     child: Option<ChildGuard>,
@@ -187,6 +199,10 @@ impl KafkaCluster {
                 client_port: match options.client_listener {
                     Some(_) => Some(free_port()?),
                     None => None,
+                },
+                jmx_port: match options.jmx {
+                    true => Some(free_port()?),
+                    false => None,
                 },
                 config: dir.join(format!("node-{id}.properties")),
                 log: dir.join(format!("node-{id}.log")),
@@ -343,6 +359,43 @@ impl KafkaCluster {
     /// The JVM's process id, for CPU accounting.
     pub fn pid(&self, node: u32) -> Option<u32> {
         self.node(node).child.as_ref().map(ChildGuard::pid)
+    }
+
+    /// What the running brokers have been sent since they started, summed
+    /// over the nodes, from Kafka's own request metrics (read with its
+    /// `JmxTool`); needs [`KafkaOptions::with_jmx`]. Produce requests are
+    /// counted where they arrive (partition leaders), so a replicated
+    /// cluster counts each once.
+    pub fn produce_counters(&self) -> Result<ProduceCounters, TestkitError> {
+        let mut total = ProduceCounters::default();
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            let port = node.jmx_port.ok_or_else(|| TestkitError::Child {
+                what: "JmxTool".to_owned(),
+                detail: "the cluster was started without KafkaOptions::with_jmx".to_owned(),
+            })?;
+            let url = format!("service:jmx:rmi:///jndi/rmi://127.0.0.1:{port}/jmxrmi");
+            let csv = self.run_tool(
+                "org.apache.kafka.tools.JmxTool",
+                &[
+                    "--jmx-url",
+                    &url,
+                    "--object-name",
+                    PRODUCE_REQUESTS_MBEAN,
+                    "--object-name",
+                    PRODUCE_BATCHES_MBEAN,
+                    "--object-name",
+                    RECORDS_IN_MBEAN,
+                    "--attributes",
+                    "Count",
+                    "--one-time",
+                    "true",
+                    "--report-format",
+                    "csv",
+                ],
+            )?;
+            total = total + ProduceCounters::from_jmx_csv(&csv)?;
+        }
+        Ok(total)
     }
 
     /// `kill -9` of one node.
@@ -623,7 +676,19 @@ impl KafkaCluster {
                 "-XX:+UseG1GC",
                 "-XX:MaxGCPauseMillis=20",
             ])
-            .args(["-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true"])
+            .args(["-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true"]);
+        if let Some(port) = node.jmx_port {
+            // One port for the registry and the objects, both on loopback.
+            command.args([
+                format!("-Dcom.sun.management.jmxremote.port={port}"),
+                format!("-Dcom.sun.management.jmxremote.rmi.port={port}"),
+                "-Dcom.sun.management.jmxremote.host=127.0.0.1".to_owned(),
+                "-Djava.rmi.server.hostname=127.0.0.1".to_owned(),
+                "-Dcom.sun.management.jmxremote.authenticate=false".to_owned(),
+                "-Dcom.sun.management.jmxremote.ssl=false".to_owned(),
+            ]);
+        }
+        command
             .arg("-cp")
             .arg(self.libs.join("*"))
             .arg("kafka.Kafka")
@@ -806,6 +871,92 @@ fn split_bytes<'a>(bytes: &'a [u8], separator: &'a [u8]) -> impl Iterator<Item =
     })
 }
 
+/// Every produce request, one series per request version.
+const PRODUCE_REQUESTS_MBEAN: &str =
+    "kafka.network:type=RequestMetrics,name=RequestsPerSec,request=Produce,*";
+/// One count per partition in a produce request: a partition's batch.
+const PRODUCE_BATCHES_MBEAN: &str =
+    "kafka.server:type=BrokerTopicMetrics,name=TotalProduceRequestsPerSec";
+/// Records appended by produce requests, all topics.
+const RECORDS_IN_MBEAN: &str = "kafka.server:type=BrokerTopicMetrics,name=MessagesInPerSec";
+
+/// Counts from a broker's request metrics (cumulative since it started;
+/// subtract two readings for what happened between them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProduceCounters {
+    /// Produce requests.
+    pub requests: u64,
+    /// Partition batches in those requests (a request carries one per
+    /// partition it writes to).
+    pub partition_batches: u64,
+    /// Records appended.
+    pub records: u64,
+}
+
+impl ProduceCounters {
+    /// Reads `JmxTool --one-time true --report-format csv` output: a line
+    /// per `object:attribute`, its value quoted after the last comma (the
+    /// object names hold commas themselves). A metric the broker has not
+    /// created yet (no produce request so far) is absent: zero.
+    fn from_jmx_csv(csv: &str) -> Result<Self, TestkitError> {
+        let malformed = || TestkitError::Child {
+            what: "JmxTool".to_owned(),
+            detail: format!("unexpected output: {csv}"),
+        };
+        let mut counters = Self::default();
+        let mut seen_time = false;
+        for line in csv.lines() {
+            let Some((name, value)) = line.rsplit_once(',') else {
+                continue;
+            };
+            let value = value.trim().trim_matches('"');
+            if name == "time" {
+                seen_time = true;
+                continue;
+            }
+            // Counts print as integers, or in scientific notation once large.
+            let count = value.parse::<f64>().map_err(|_| malformed())? as u64;
+            if name.contains("request=Produce") {
+                counters.requests += count;
+            } else if name.contains("TotalProduceRequestsPerSec") {
+                counters.partition_batches += count;
+            } else if name.contains("MessagesInPerSec") {
+                counters.records += count;
+            }
+        }
+        if !seen_time {
+            return Err(malformed());
+        }
+        Ok(counters)
+    }
+}
+
+impl std::ops::Add for ProduceCounters {
+    type Output = Self;
+    fn add(self, other: Self) -> Self {
+        Self {
+            requests: self.requests + other.requests,
+            partition_batches: self.partition_batches + other.partition_batches,
+            records: self.records + other.records,
+        }
+    }
+}
+
+impl std::ops::Sub for ProduceCounters {
+    type Output = Self;
+    /// What happened between two readings; a broker restarted in between
+    /// counts from zero again, hence saturating.
+    fn sub(self, earlier: Self) -> Self {
+        Self {
+            requests: self.requests.saturating_sub(earlier.requests),
+            partition_batches: self
+                .partition_batches
+                .saturating_sub(earlier.partition_batches),
+            records: self.records.saturating_sub(earlier.records),
+        }
+    }
+}
+
 /// The java binary: `$JAVA_HOME/bin/java`, else `java` on the `PATH`.
 pub fn java() -> PathBuf {
     std::env::var_os("JAVA_HOME")
@@ -894,6 +1045,34 @@ fn signal(pid: u32, signal: Signal) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn produce_counters_sum_every_request_version_from_jmx_csv() {
+        // As JmxTool 4.4 prints it, after its connection line.
+        let csv =
+            "Trying to connect to JMX url: service:jmx:rmi:///jndi/rmi://127.0.0.1:1/jmxrmi\n\
+time,\"1795788314985\"\n\
+kafka.network:type=RequestMetrics,name=RequestsPerSec,request=Produce,version=12:Count,\"3\"\n\
+kafka.network:type=RequestMetrics,name=RequestsPerSec,request=Produce,version=13:Count,\"114\"\n\
+kafka.server:type=BrokerTopicMetrics,name=MessagesInPerSec:Count,\"1.2E7\"\n\
+kafka.server:type=BrokerTopicMetrics,name=TotalProduceRequestsPerSec:Count,\"676\"\n";
+        let counters = ProduceCounters::from_jmx_csv(csv).unwrap();
+        assert_eq!(
+            counters,
+            ProduceCounters {
+                requests: 117,
+                partition_batches: 676,
+                records: 12_000_000,
+            }
+        );
+        let later = ProduceCounters {
+            requests: 200,
+            partition_batches: 1000,
+            records: 12_000_500,
+        };
+        assert_eq!((later - counters).records, 500);
+        assert!(ProduceCounters::from_jmx_csv("Could not connect").is_err());
+    }
 
     #[test]
     fn cluster_ids_are_22_url_safe_characters_and_differ() {

@@ -34,7 +34,8 @@ pub use daemon::{
 };
 pub use error::TestkitError;
 pub use kafka::{
-    java, kafka_libs, KafkaCluster, KafkaOptions, KafkaToolRecord, KAFKA_LIBS_ENV, KAFKA_VERSION,
+    java, kafka_libs, KafkaCluster, KafkaOptions, KafkaToolRecord, ProduceCounters, KAFKA_LIBS_ENV,
+    KAFKA_VERSION,
 };
 pub use mock_broker::{MockBrokerProcess, MOCK_BROKER_BIN, MOCK_BROKER_BIN_ENV};
 pub use process::{
