@@ -338,6 +338,44 @@ fn tls_broker_certificate_for_another_host_refused() {
 }
 
 #[test]
+fn tls_expired_broker_certificate_refused() {
+    let _one_cluster = kafka_real::one_cluster_at_a_time();
+    let dir = common::test_dir();
+    let ca = TestCa::new(&dir.path().join("pki"), "expired").expect("CA");
+    let broker = ca.issue_expired("broker", &["IP:127.0.0.1"]).expect("cert");
+    let properties = vec![
+        ("listener.name.client.ssl.keystore.type", "PEM".to_owned()),
+        (
+            "listener.name.client.ssl.keystore.location",
+            broker.keystore.display().to_string(),
+        ),
+    ];
+    let cluster = secured_cluster(dir.path(), "SSL", &properties, &[]);
+    let topic = "tls-expired";
+    cluster.create_topic(topic, 1, 1, &[]).expect("topic");
+    let socket = dir.path().join("expired.sock");
+    let daemon = daemon_options(&socket, cluster.client_bootstrap_servers().unwrap())
+        .config(&kafka_section(&[
+            ("security.protocol", "ssl".into()),
+            ("ssl.ca.location", ca.cert.display().to_string()),
+        ]))
+        .start();
+    let producer = client(&socket);
+    send_values(&producer, topic, 50);
+    assert_held(&socket, Duration::from_secs(5));
+    wait_for_status_error(&socket, "_SSL", &daemon);
+    // librdkafka reports OpenSSL's handshake error, which does not carry
+    // the verifier's reason: the certificate is signed by the trusted CA,
+    // so only its dates can have failed it.
+    shmkafka_testkit::wait_until(
+        "the daemon's log to say why it cannot connect (certificate verify failed)",
+        Duration::from_secs(60),
+        || daemon.log_text().contains("certificate verify failed"),
+    );
+    assert_eq!(values_at_broker(&cluster, topic, 0).len(), 0);
+}
+
+#[test]
 fn sasl_ssl_scram_sha_512_with_a_password_file_and_a_wrong_password_fixed_by_restart() {
     let _one_cluster = kafka_real::one_cluster_at_a_time();
     let dir = common::test_dir();

@@ -78,6 +78,24 @@ impl TestCa {
     /// Issues a certificate for common name `cn` whose subject alternative
     /// names are `sans` (e.g. `IP:127.0.0.1`, `DNS:broker.example`).
     pub fn issue(&self, cn: &str, sans: &[&str]) -> Result<CertFiles, TestkitError> {
+        self.issue_valid_for(cn, sans, 2)
+    }
+
+    /// Like [`TestCa::issue`], but the certificate expired yesterday: it
+    /// was valid from now until a day ago, which no verifier accepts.
+    pub fn issue_expired(&self, cn: &str, sans: &[&str]) -> Result<CertFiles, TestkitError> {
+        self.issue_valid_for(cn, sans, -1)
+    }
+
+    /// A request with the extensions, then the CA's signature over it with
+    /// `days` of validity (`openssl x509` takes a negative count; `openssl
+    /// req -x509` does not).
+    fn issue_valid_for(
+        &self,
+        cn: &str,
+        sans: &[&str],
+        days: i32,
+    ) -> Result<CertFiles, TestkitError> {
         let base = format!(
             "{}-{}",
             self.name,
@@ -85,22 +103,17 @@ impl TestCa {
         );
         let cert = self.dir.join(format!("{base}.pem"));
         let key = self.dir.join(format!("{base}.key"));
+        let request = self.dir.join(format!("{base}.csr"));
         let mut args = vec![
             "req".to_owned(),
             "-config".into(),
             path_str(&self.config)?.into(),
-            "-x509".into(),
+            "-new".into(),
             "-newkey".into(),
             "rsa:2048".into(),
             "-nodes".into(),
-            "-days".into(),
-            "2".into(),
             "-subj".into(),
             format!("/CN={cn}"),
-            "-CA".into(),
-            path_str(&self.cert)?.into(),
-            "-CAkey".into(),
-            path_str(&self.key)?.into(),
             "-addext".into(),
             "basicConstraints=critical,CA:FALSE".into(),
             "-addext".into(),
@@ -108,7 +121,7 @@ impl TestCa {
             "-keyout".into(),
             path_str(&key)?.into(),
             "-out".into(),
-            path_str(&cert)?.into(),
+            path_str(&request)?.into(),
         ];
         if !sans.is_empty() {
             args.push("-addext".into());
@@ -116,6 +129,22 @@ impl TestCa {
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         openssl(&args)?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            path_str(&request)?,
+            "-CA",
+            path_str(&self.cert)?,
+            "-CAkey",
+            path_str(&self.key)?,
+            "-copy_extensions",
+            "copyall",
+            "-days",
+            &days.to_string(),
+            "-out",
+            path_str(&cert)?,
+        ])?;
         let keystore = self.dir.join(format!("{base}.keystore.pem"));
         let mut pem = std::fs::read(&cert).map_err(TestkitError::io("reading a certificate"))?;
         pem.extend(std::fs::read(&key).map_err(TestkitError::io("reading a key"))?);
@@ -154,5 +183,40 @@ fn openssl(args: &[&str]) -> Result<(), TestkitError> {
                 String::from_utf8_lossy(&output.stderr)
             ),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `openssl verify` says of `cert` against the CA.
+    fn verify(ca: &TestCa, cert: &Path) -> String {
+        let output = Command::new("openssl")
+            .args(["verify", "-CAfile"])
+            .arg(&ca.cert)
+            .arg(cert)
+            .output()
+            .expect("openssl verify");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+
+    #[test]
+    fn issued_certificates_verify_and_expired_ones_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new(dir.path(), "unit").unwrap();
+        let good = ca.issue("broker", &["IP:127.0.0.1"]).unwrap();
+        assert!(
+            verify(&ca, &good.cert).contains(": OK"),
+            "{}",
+            verify(&ca, &good.cert)
+        );
+        let expired = ca.issue_expired("old-broker", &["IP:127.0.0.1"]).unwrap();
+        let verdict = verify(&ca, &expired.cert);
+        assert!(verdict.contains("certificate has expired"), "{verdict}");
     }
 }
