@@ -5,8 +5,12 @@
 //! consumer reading it once. The tail is published once per
 //! [`PUBLISH_BYTES`] of frames (and before waiting for room), not per frame:
 //! a store per frame would make the consumer chase the tail's cache line
-//! once per record, which no batching hand-off pays. One store of the head
-//! per drained burst, no claim atomics, no record header, no zeroing.
+//! once per record, which no batching hand-off pays. The consumer gives
+//! space back the same way, once per [`PUBLISH_BYTES`] it has read: giving
+//! it back only after draining everything visible would leave a producer
+//! that filled the ring waiting for the whole ring to be read, so the two
+//! would take turns instead of overlapping. No claim atomics, no record
+//! header, no zeroing.
 //! Whatever the shmkafka ring costs on top of this is the price of being
 //! multi-producer, per-record, self-describing and crash-tolerant.
 //!
@@ -195,6 +199,12 @@ pub struct SpscConsumer<'a> {
 }
 
 impl SpscConsumer<'_> {
+    /// Lets the producer reuse everything read so far.
+    fn give_back(&self) {
+        // SYNC POINT: pairs with the producer's Acquire load of head.
+        self.ring.word(OFF_HEAD).store(self.head, Ordering::Release);
+    }
+
     /// Hands every frame published so far to `f`, then gives the space back.
     /// Returns the number of frames.
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> u64 {
@@ -202,6 +212,7 @@ impl SpscConsumer<'_> {
         // SYNC POINT: pairs with the producer's Release store of tail.
         let tail = ring.word(OFF_TAIL).load(Ordering::Acquire);
         let mut frames = 0;
+        let mut given_back = self.head;
         while self.head < tail {
             let index = self.head & (ring.capacity - 1);
             // SAFETY: the frame at head was published by the tail store we
@@ -221,10 +232,13 @@ impl SpscConsumer<'_> {
             f(payload);
             self.head += frame_len(len as usize);
             frames += 1;
+            if self.head - given_back >= PUBLISH_BYTES {
+                self.give_back();
+                given_back = self.head;
+            }
         }
-        if frames > 0 {
-            // SYNC POINT: pairs with the producer's Acquire load of head.
-            ring.word(OFF_HEAD).store(self.head, Ordering::Release);
+        if self.head != given_back {
+            self.give_back();
         }
         frames
     }
