@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use common::{daemon_options, Finish, Guarantee, RecordId, SenderSpec, Workload};
 use shmkafka_client::{Message, Producer, ProducerOptions, WhenFull};
-use shmkafka_testkit::{KafkaCluster, KafkaOptions, TestCa};
+use shmkafka_testkit::{CertFiles, DaemonProcess, KafkaCluster, KafkaOptions, TestCa};
 
 #[test]
 fn child_role_entry_point() {
@@ -313,36 +313,37 @@ fn tls_broker_certificate_for_another_host_refused() {
     let broker = ca
         .issue("elsewhere", &["DNS:kafka.elsewhere.example"])
         .expect("cert");
-    let properties = vec![
-        ("listener.name.client.ssl.keystore.type", "PEM".to_owned()),
-        (
-            "listener.name.client.ssl.keystore.location",
-            broker.keystore.display().to_string(),
-        ),
-    ];
-    let cluster = secured_cluster(dir.path(), "SSL", &properties, &[]);
-    let topic = "tls-wrong-host";
-    cluster.create_topic(topic, 1, 1, &[]).expect("topic");
-    let socket = dir.path().join("wrong-host.sock");
-    let daemon = daemon_options(&socket, cluster.client_bootstrap_servers().unwrap())
-        .config(&kafka_section(&[
-            ("security.protocol", "ssl".into()),
-            ("ssl.ca.location", ca.cert.display().to_string()),
-        ]))
-        .start();
-    let producer = client(&socket);
-    send_values(&producer, topic, 50);
-    assert_held(&socket, Duration::from_secs(5));
-    wait_for_status_error(&socket, "_SSL", &daemon);
-    assert_eq!(values_at_broker(&cluster, topic, 0).len(), 0);
+    broker_certificate_refused(dir.path(), &ca, &broker, "tls-wrong-host");
 }
 
+/// A broker certificate from the trusted CA for the right address, but
+/// expired.
 #[test]
 fn tls_expired_broker_certificate_refused() {
     let _one_cluster = kafka_real::one_cluster_at_a_time();
     let dir = common::test_dir();
     let ca = TestCa::new(&dir.path().join("pki"), "expired").expect("CA");
     let broker = ca.issue_expired("broker", &["IP:127.0.0.1"]).expect("cert");
+    let (_cluster, daemon) = broker_certificate_refused(dir.path(), &ca, &broker, "tls-expired");
+    // librdkafka reports OpenSSL's handshake error, which does not carry
+    // the verifier's reason: the certificate is signed by the trusted CA
+    // for this address, so only its dates can have failed it.
+    shmkafka_testkit::wait_until(
+        "the daemon's log to say why it cannot connect (certificate verify failed)",
+        Duration::from_secs(60),
+        || daemon.log_text().contains("certificate verify failed"),
+    );
+}
+
+/// Runs a broker with `broker`'s certificate and a daemon trusting `ca`:
+/// records sent to `topic` are held (none delivered or failed), `status`
+/// names `_SSL`, and the broker has none of them. Returns both, running.
+fn broker_certificate_refused(
+    dir: &Path,
+    ca: &TestCa,
+    broker: &CertFiles,
+    topic: &str,
+) -> (KafkaCluster, DaemonProcess) {
     let properties = vec![
         ("listener.name.client.ssl.keystore.type", "PEM".to_owned()),
         (
@@ -350,10 +351,9 @@ fn tls_expired_broker_certificate_refused() {
             broker.keystore.display().to_string(),
         ),
     ];
-    let cluster = secured_cluster(dir.path(), "SSL", &properties, &[]);
-    let topic = "tls-expired";
+    let cluster = secured_cluster(dir, "SSL", &properties, &[]);
     cluster.create_topic(topic, 1, 1, &[]).expect("topic");
-    let socket = dir.path().join("expired.sock");
+    let socket = dir.join(format!("{topic}.sock"));
     let daemon = daemon_options(&socket, cluster.client_bootstrap_servers().unwrap())
         .config(&kafka_section(&[
             ("security.protocol", "ssl".into()),
@@ -364,15 +364,8 @@ fn tls_expired_broker_certificate_refused() {
     send_values(&producer, topic, 50);
     assert_held(&socket, Duration::from_secs(5));
     wait_for_status_error(&socket, "_SSL", &daemon);
-    // librdkafka reports OpenSSL's handshake error, which does not carry
-    // the verifier's reason: the certificate is signed by the trusted CA,
-    // so only its dates can have failed it.
-    shmkafka_testkit::wait_until(
-        "the daemon's log to say why it cannot connect (certificate verify failed)",
-        Duration::from_secs(60),
-        || daemon.log_text().contains("certificate verify failed"),
-    );
     assert_eq!(values_at_broker(&cluster, topic, 0).len(), 0);
+    (cluster, daemon)
 }
 
 #[test]
