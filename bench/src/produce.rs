@@ -622,14 +622,20 @@ pub fn run(args: &ProduceArgs) -> anyhow::Result<Vec<ProduceResult>> {
                     delivery_reports,
                 };
                 progress.set_message(format!("{label}, {clients} clients, {size} B"));
-                let counters_before = broker.produce_counters()?;
+                // Optional figures: a failed reading costs them, not the run.
+                let read_counters = || {
+                    broker.produce_counters().unwrap_or_else(|e| {
+                        progress.println(format!("reading the broker's request metrics: {e:#}"));
+                        None
+                    })
+                };
+                let counters_before = read_counters();
                 let mut result = match mode {
                     Path2Kafka::Java => java::run_case(&case, &bootstrap, dir.path())?,
                     _ => run_case(&case, &bootstrap, daemon)?,
                 };
-                if let Some(before) = counters_before {
-                    let sent = broker.produce_counters()?.unwrap_or(before) - before;
-                    result.count_requests(sent);
+                if let (Some(before), Some(after)) = (counters_before, read_counters()) {
+                    result.count_requests(after - before);
                 }
                 progress.println(format!(
                     "{label} clients={clients} size={size} -> {:.0} records/s delivered, client CPU {:.3} s/M",

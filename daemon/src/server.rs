@@ -5,7 +5,7 @@
 //! spends its life blocked in `recv`. A connection that stalls therefore
 //! stalls only itself, and EOF on it is the client's liveness signal.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -167,6 +167,10 @@ impl RefusalLog {
         }
     }
 }
+
+/// Refused topic names logged one by one per connection; a client asking
+/// for more is summarised per uid (see `log_topic_refusal`).
+const TOPIC_NAMES_LOGGED_PER_CONNECTION: usize = 64;
 
 /// The listening side.
 pub struct ControlServer {
@@ -382,13 +386,25 @@ impl ControlServer {
         }
     }
 
-    /// Logs a refused topic registration the same way: a client may ask
-    /// for refused topics in a loop, and the log must not grow with it.
-    fn log_topic_refusal(&self, client: &Client, topic: &str, message: &str) {
+    /// Logs a refused topic registration: each name once per connection
+    /// (up to [`TOPIC_NAMES_LOGGED_PER_CONNECTION`]), so an operator sees
+    /// every topic an application was refused; a client asking again, or
+    /// for ever more names, is logged once per uid per interval.
+    fn log_topic_refusal(
+        &self,
+        client: &Client,
+        logged: &mut HashSet<String>,
+        topic: &str,
+        message: &str,
+    ) {
         REFUSALS.fetch_add(1, Ordering::Relaxed);
-        if let Some(repeats) = self.refusals.note(client.uid, "topic refused") {
+        if !logged.contains(topic) && logged.len() < TOPIC_NAMES_LOGGED_PER_CONNECTION {
+            logged.insert(topic.to_owned());
+            warn!(client = client.id, uid = client.uid, pid = client.pid, topic,
+                reason = %message, "topic refused");
+        } else if let Some(repeats) = self.refusals.note(client.uid, "topic refused again") {
             warn!(client = client.id, uid = client.uid, pid = client.pid, topic, repeats,
-                reason = %message, "topic refused (logged once per uid per 10 s; repeats counts the others)");
+                reason = %message, "topic refused again (logged once per uid per 10 s; repeats counts the others)");
         }
     }
 
@@ -547,13 +563,15 @@ impl ControlServer {
             segment,
         ));
         let mut verdicts = Vec::with_capacity(hello.topics.len());
+        let mut logged_refusals = HashSet::new();
         for binding in &hello.topics {
             let verdict = authorise_topic(policy, &binding.name).and_then(|()| {
                 client
                     .bind_topic(binding.id, Some(Arc::from(binding.name.as_str())))
                     .map_err(|e| e.to_string())
             });
-            if verdict.is_err() {
+            if let Err(message) = &verdict {
+                self.log_topic_refusal(&client, &mut logged_refusals, &binding.name, message);
                 // Marks the id refused; an id out of range has nothing to mark.
                 let _ = client.bind_topic(binding.id, None);
             }
@@ -579,7 +597,12 @@ impl ControlServer {
             "client registered"
         );
         self.registry.add(Arc::clone(&client), reservation);
-        let ended = self.converse(&stream, &client, policy.limits.handshake_timeout());
+        let ended = self.converse(
+            &stream,
+            &client,
+            policy.limits.handshake_timeout(),
+            &mut logged_refusals,
+        );
         client.mark_disconnected();
         info!(
             client = id,
@@ -595,6 +618,7 @@ impl ControlServer {
         stream: &UnixStream,
         client: &Client,
         frame_timeout: Duration,
+        logged_refusals: &mut HashSet<String>,
     ) -> &'static str {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         // A frame that has begun must complete within this; waiting for the
@@ -652,7 +676,12 @@ impl ControlServer {
                             DaemonMessage::TopicAccepted(TopicAccepted { id: request.id })
                         }
                         Err(message) => {
-                            self.log_topic_refusal(client, &request.name, &message);
+                            self.log_topic_refusal(
+                                client,
+                                logged_refusals,
+                                &request.name,
+                                &message,
+                            );
                             DaemonMessage::TopicRefused(TopicRefused {
                                 id: request.id,
                                 reason: RefusalCode::NotAuthorized,
@@ -665,10 +694,11 @@ impl ControlServer {
                     body: self.telemetry.status(request.json),
                 }),
                 ClientMessage::Hello(_) => {
-                    warn!(
-                        client = client.id,
-                        "Hello sent twice; closing the control connection"
-                    );
+                    REFUSALS.fetch_add(1, Ordering::Relaxed);
+                    if let Some(repeats) = self.refusals.note(client.uid, "Hello sent twice") {
+                        warn!(client = client.id, uid = client.uid, repeats,
+                            "Hello sent twice; closing the control connection (logged once per uid per 10 s)");
+                    }
                     refuse(stream, RefusalCode::Malformed, "Hello sent twice");
                     return "protocol error";
                 }

@@ -725,12 +725,47 @@ fn topic_ids_out_of_range_are_refused_not_allocated() {
             other => panic!("expected TopicRefused, got {other:?}"),
         }
     }
+    // Each refused name is logged, though: an operator sees every topic an
+    // application was refused.
+    let others = ["junk-other-a", "junk-other-b", "junk-other-c"];
+    for name in others {
+        send_message(
+            &stream,
+            &ClientMessage::RegisterTopic(RegisterTopic {
+                id: u32::MAX,
+                name: name.to_owned(),
+            }),
+            None,
+        )
+        .unwrap();
+        let answer = recv_message::<DaemonMessage>(&stream).unwrap().0;
+        assert!(
+            matches!(answer, DaemonMessage::TopicRefused(_)),
+            "{answer:?}"
+        );
+    }
     let log = setup.log();
-    let topic_refusal_lines = log.lines().filter(|l| l.contains("topic refused")).count();
+    let refusal_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("topic refused"))
+        .collect();
+    let of_junk = refusal_lines
+        .iter()
+        .filter(|l| !others.iter().any(|o| l.contains(o)))
+        .count();
     assert!(
-        (1..=2).contains(&topic_refusal_lines),
-        "{topic_refusal_lines} log lines for {repeats} refused registrations"
+        (1..=2).contains(&of_junk),
+        "{of_junk} log lines for {} refused registrations of one name:\n{}",
+        repeats + 2,
+        refusal_lines.join("\n")
     );
+    for name in others {
+        assert!(
+            refusal_lines.iter().any(|l| l.contains(name)),
+            "no log line names the refused topic {name}:\n{}",
+            refusal_lines.join("\n")
+        );
+    }
     let after = setup.assert_healthy();
     assert!(
         after.anon_kib < before.anon_kib + (16 << 10),

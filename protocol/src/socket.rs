@@ -4,10 +4,12 @@
 //!
 //! Timeouts are the caller's: set them on the stream
 //! (`set_read_timeout`/`set_write_timeout`) and they surface here as
-//! `TimedOut`. A read timeout bounds the whole frame, not each read: a peer
-//! that trickles a byte at a time cannot stretch one frame beyond it. The
-//! helpers expect a blocking socket; on a non-blocking one "would block" is
-//! reported as `TimedOut` too.
+//! `TimedOut`. A read timeout bounds the wait for a frame to begin and then
+//! the whole rest of the frame, not each read: a peer that trickles a byte
+//! at a time cannot stretch one frame beyond it. The timeout belongs to the
+//! socket, so two threads must not receive on one socket (or its clones)
+//! at once. The helpers expect a blocking socket; on a non-blocking one
+//! "would block" is reported as `TimedOut` too.
 //!
 //! `recv_message` reads exactly one frame and never a byte of the next, so it
 //! keeps no state between calls and a descriptor can never be attributed to
@@ -260,19 +262,20 @@ impl<'s> FdReader<'s> {
         })
     }
 
-    /// Before every read but the frame's first: the socket waits only for
-    /// what is left of the frame's time. The first read starts the clock,
-    /// so waiting for a frame to begin costs no system call.
+    /// Before every read after the frame's first bytes: the socket waits
+    /// only for what is left of the frame's time, counted from those first
+    /// bytes. Waiting for a frame to begin keeps the caller's full timeout
+    /// (a frame that starts late but arrives whole is read whole).
     fn limit_wait(&mut self, received: usize) -> Result<(), RecvError> {
         let Some(timeout) = self.timeout else {
             return Ok(());
         };
-        let deadline = *self
-            .deadline
-            .get_or_insert_with(|| Instant::now() + timeout);
         if received == 0 {
             return Ok(());
         }
+        let deadline = *self
+            .deadline
+            .get_or_insert_with(|| Instant::now() + timeout);
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(RecvError::TimedOut { received });
@@ -335,10 +338,11 @@ impl<'s> FdReader<'s> {
     }
 
     fn restore_timeout(&mut self) -> Result<(), RecvError> {
-        if std::mem::take(&mut self.shortened) {
+        if self.shortened {
             self.stream
                 .set_read_timeout(self.timeout)
                 .map_err(RecvError::Io)?;
+            self.shortened = false;
         }
         Ok(())
     }
