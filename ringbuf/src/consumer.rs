@@ -64,8 +64,9 @@ fn publish_progress(ring: &Ring, released: u64, outcomes: Option<u64>) {
         ring.outcomes().store(outcomes, Release);
     }
     // SYNC POINT (space): pairs with the producers' Acquire load of
-    // `released` in `try_claim`: the zeroes above are visible to whoever
-    // claims this space.
+    // `released` in `RingProducer::refresh_released`: the zeroes above are
+    // visible to whoever claims this space (other threads of that process
+    // learn of them through `released_seen`).
     ring.released().store(released, Release);
     // Dekker with `RingProducer::wait_for_space`: store `released`, then
     // read `space_waiters`.

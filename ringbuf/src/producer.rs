@@ -59,8 +59,8 @@ impl RingProducer {
 
     /// Bytes claimed so far (the position the next record gets).
     pub fn tail(&self) -> u64 {
-        // Relaxed: the tail only arbitrates claims (its updates are
-        // Relaxed); record contents are published by each state word.
+        // Relaxed: a position for statistics and flush bookkeeping; record
+        // contents are published by each state word.
         self.ring.tail().load(Relaxed)
     }
 
@@ -271,26 +271,42 @@ impl RingProducer {
         let ring = &*self.ring;
         let capacity = ring.capacity;
         loop {
-            let tail = ring.tail().load(Relaxed);
-            // SYNC POINT (space): pairs with the consumer's Release store of
-            // `released` in `RingConsumer::release`, after it zeroed the space
-            // we are about to write into.
-            let released = ring.released().load(Acquire);
-            let used = tail.wrapping_sub(released);
-            if used > capacity {
-                // Our own tail could have been read before a concurrent claim
-                // moved it past a fresher `released`; re-read before deciding.
-                if ring.tail().load(Relaxed) != tail {
-                    continue;
-                }
-                return Err(ReserveError::Corrupted { tail, released });
-            }
+            // SYNC POINT (claim-order): pairs with the Release half of the
+            // compare-exchange below, made by whichever claim moved the tail
+            // here: what that claim saw of `released` (directly or through
+            // `released_seen`) happens-before our reads of them, so a tail
+            // that a racing claim moved on is never judged against an older
+            // release cursor (which would look like corruption).
+            let tail = ring.tail().load(Acquire);
             let to_end = capacity - (tail & ring.mask);
             let (start, total) = if need <= to_end {
                 (tail, need)
             } else {
                 (tail + to_end, to_end + need)
             };
+            let fits = |released: u64| {
+                let used = tail.wrapping_sub(released);
+                used <= capacity && used + total <= capacity
+            };
+            // SYNC POINT (space-seen): pairs with the Release `fetch_max` in
+            // `refresh_released`, which this process's producers make after
+            // their Acquire load of `released`: the consumer's zeroes of
+            // the space below it are visible here too.
+            let seen = ring.released_seen.load(Acquire);
+            let released = if fits(seen) {
+                seen
+            } else {
+                self.refresh_released()
+            };
+            let used = tail.wrapping_sub(released);
+            if used > capacity {
+                // A claim may have moved the tail since we read it; decide on
+                // a tail and cursor read in that order (see claim-order).
+                if ring.tail().load(Acquire) != tail {
+                    continue;
+                }
+                return Err(ReserveError::Corrupted { tail, released });
+            }
             if used + total > capacity {
                 return Err(ReserveError::Full {
                     needed: total as usize,
@@ -298,11 +314,12 @@ impl RingProducer {
                     capacity: capacity as usize,
                 });
             }
-            // The tail only arbitrates who owns which bytes; the content is
-            // published through each record's state word, so Relaxed suffices.
+            // The tail arbitrates who owns which bytes; record contents are
+            // published through each record's state word. Release (and
+            // Acquire on failure, like the load above): see claim-order.
             if ring
                 .tail()
-                .compare_exchange_weak(tail, tail + total, Relaxed, Relaxed)
+                .compare_exchange_weak(tail, tail + total, Release, Acquire)
                 .is_ok()
             {
                 if start != tail {
@@ -315,6 +332,23 @@ impl RingProducer {
             }
             spin_hint();
         }
+    }
+
+    /// Reads the shared release cursor and records it as the newest this
+    /// process has seen; returns it.
+    #[cold]
+    fn refresh_released(&self) -> u64 {
+        let ring = &*self.ring;
+        // SYNC POINT (space): pairs with the consumer's Release store of
+        // `released` in `free_span`, after it zeroed the space we are about
+        // to write into.
+        let released = ring.released().load(Acquire);
+        // SYNC POINT (space-seen): pairs with the Acquire load of
+        // `released_seen` in `try_claim`, passing the zeroes acquired just
+        // above on to this process's other producing threads. `fetch_max`:
+        // a thread that read an older value must not move it back.
+        ring.released_seen.fetch_max(released, Release);
+        released
     }
 
     /// Writes `record` (header, key, value) into the claimed space at `pos`

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use crossbeam_utils::CachePadded;
+
 use crate::consumer::RingConsumer;
 use crate::layout::*;
 use crate::memory::RingMemory;
@@ -24,6 +26,14 @@ pub(crate) struct Ring {
     /// The client reads a delivery report for every record
     /// ([`FLAG_DELIVERY_REPORTS`]); read once at creation or open.
     pub(crate) delivery_reports: bool,
+    /// The newest value of the shared `released` cursor any producer of this
+    /// process has read (0 before the first read). Claims check for room
+    /// against it and read the shared cursor only when it shows too little:
+    /// the consumer writes that line on every release, and reading it on
+    /// every claim cost the claim a cross-core miss each time it had moved
+    /// (the enqueue p99 at 100k records/s). Private memory, padded so
+    /// claims do not share its line with the fields above.
+    pub(crate) released_seen: CachePadded<AtomicU64>,
 }
 
 impl Ring {
@@ -37,6 +47,7 @@ impl Ring {
             max_record,
             light_barrier: crate::sync::producer_may_use_light_barrier(),
             delivery_reports,
+            released_seen: CachePadded::new(AtomicU64::new(0)),
         }
     }
 

@@ -206,6 +206,53 @@ fn released_space_is_reused() {
     });
 }
 
+/// Two threads each try once to claim while the consumer frees a full
+/// ring. A claim that reads the tail another claim moved must judge it
+/// against a release cursor at least as new as that claim's, never call the
+/// ring corrupted; and the second claim may fit below the cursor the first
+/// one read, then write into the freed space without reading the cursor
+/// itself (`released_seen`). Single attempts keep the model free of spin
+/// loops, so it is explored in full.
+#[test]
+fn claims_racing_a_release_see_a_consistent_cursor() {
+    check(|| {
+        let (producer, mut consumer) = heap_ring(CAP);
+        send(&producer, &value(0, 0));
+        send(&producer, &value(0, 1));
+        let freeing = thread::spawn(move || {
+            consume_until(&mut consumer, 2 * SPAN);
+            consumer
+        });
+        let try_send = |producer: &RingProducer, v: [u8; VALUE]| {
+            let record = Record {
+                topic_id: u32::from(v[0]),
+                partition: i32::from(v[1]),
+                timestamp_ms: 77,
+                value: Some(&v),
+                ..Record::default()
+            };
+            match producer.send(&record, WhenFull::Fail) {
+                Ok(seq) => Some((seq, v)),
+                Err(ReserveError::Full { .. }) => None,
+                Err(e) => panic!("unexpected {e}"),
+            }
+        };
+        let first = {
+            let producer = producer.clone();
+            thread::spawn(move || try_send(&producer, value(1, 0)))
+        };
+        let second = try_send(&producer, value(2, 0));
+        let first = first.join().unwrap();
+        let mut consumer = freeing.join().unwrap();
+        let mut expected: Vec<(u64, [u8; VALUE])> = first.into_iter().chain(second).collect();
+        expected.sort_unstable();
+        let mut got = consume_until(&mut consumer, producer.tail());
+        got.sort_unstable();
+        assert_eq!(got, expected);
+        assert_eq!(producer.released(), producer.tail());
+    });
+}
+
 /// The daemon pushes two failures while two client threads pop: each is
 /// read exactly once, with the fields the daemon wrote.
 #[test]
