@@ -445,17 +445,24 @@ impl Producer {
         // is full (two clock reads were a fifth of a 64 B send).
         let first_wait = timeout.min(TAKE_FAILURES_EVERY);
         match claim(WhenFull::Block(first_wait)) {
-            Err(ReserveError::Full { .. }) if first_wait < timeout => {}
+            Err(ReserveError::Full { .. }) if !timeout.is_zero() => {}
             result => return Ok(result?),
         }
-        let deadline = std::time::Instant::now() + (timeout - first_wait);
+        // What is left of the timeout (none, if the first wait took it all:
+        // then the loop still takes failures and reports once and claims
+        // again without waiting). A timeout too long for the clock waits
+        // without end.
+        let rest = timeout - first_wait;
+        let deadline = std::time::Instant::now().checked_add(rest);
         loop {
             let ring = &self.shared.ring;
             lock(&self.shared.failures_taken).extend(std::iter::from_fn(|| ring.pop_failure()));
             if let Some(reports) = &self.shared.reports {
                 reports.take_ready(crate::delivery::MAX_UNCLAIMED);
             }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let left = deadline.map_or(rest, |d| {
+                d.saturating_duration_since(std::time::Instant::now())
+            });
             match claim(WhenFull::Block(left.min(TAKE_FAILURES_EVERY))) {
                 Err(ReserveError::Full { .. }) if !left.is_zero() => {}
                 result => return Ok(result?),

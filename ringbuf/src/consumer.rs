@@ -276,9 +276,9 @@ impl RingConsumer {
                 }
             };
             if end > self.known_tail {
-                // Relaxed: the tail is written Relaxed by claims; it only
-                // bounds where a committed record may end. The record itself
-                // was acquired through its state word above.
+                // Relaxed: the tail only bounds where a committed record may
+                // end; the record itself was acquired through its state word
+                // above.
                 self.known_tail = self.ring.tail().load(Relaxed);
                 if end > self.known_tail {
                     return Err(RecordError::BeyondTail {

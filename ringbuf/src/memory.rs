@@ -244,5 +244,20 @@ mod model {
                 word.store(0, Relaxed);
             }
         }
+        /// Asserts that the `len` bytes a claim took at `off` (wrapping
+        /// at the end of the area) read as zero: a claim whose view of
+        /// the consumer's zeroes lacks a happens-before edge can read the
+        /// record that was there before, which the model then reports.
+        pub(crate) fn assert_zeroed(&self, off: usize, len: usize) {
+            for i in 0..len / 4 {
+                let word = (off / 4 + i) % self.data.len();
+                assert_eq!(
+                    self.data[word].load(Relaxed),
+                    0,
+                    "claimed space at byte {} not yet zeroed for this producer",
+                    word * 4
+                );
+            }
+        }
     }
 }

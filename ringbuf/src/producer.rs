@@ -296,7 +296,7 @@ impl RingProducer {
             let released = if fits(seen) {
                 seen
             } else {
-                self.refresh_released()
+                self.refresh_released(tail)
             };
             let used = tail.wrapping_sub(released);
             if used > capacity {
@@ -315,13 +315,15 @@ impl RingProducer {
                 });
             }
             // The tail arbitrates who owns which bytes; record contents are
-            // published through each record's state word. Release (and
-            // Acquire on failure, like the load above): see claim-order.
+            // published through each record's state word. Release: see
+            // claim-order (a failed exchange loops to the Acquire load).
             if ring
                 .tail()
-                .compare_exchange_weak(tail, tail + total, Release, Acquire)
+                .compare_exchange_weak(tail, tail + total, Release, Relaxed)
                 .is_ok()
             {
+                #[cfg(loom)]
+                ring.mem.assert_zeroed(ring.index(tail), total as usize);
                 if start != tail {
                     // SYNC POINT (publish): padding, pairs with the consumer's
                     // Acquire load in `peek`.
@@ -334,20 +336,25 @@ impl RingProducer {
         }
     }
 
-    /// Reads the shared release cursor and records it as the newest this
-    /// process has seen; returns it.
-    #[cold]
-    fn refresh_released(&self) -> u64 {
+    /// Reads the shared release cursor; returns it, and records it as the
+    /// newest this process has seen if it is plausible against `tail` (a
+    /// stray value is judged by the caller and not kept, so the next claim
+    /// reads the cursor again).
+    #[inline(never)]
+    fn refresh_released(&self, tail: u64) -> u64 {
         let ring = &*self.ring;
         // SYNC POINT (space): pairs with the consumer's Release store of
         // `released` in `free_span`, after it zeroed the space we are about
         // to write into.
         let released = ring.released().load(Acquire);
-        // SYNC POINT (space-seen): pairs with the Acquire load of
-        // `released_seen` in `try_claim`, passing the zeroes acquired just
-        // above on to this process's other producing threads. `fetch_max`:
-        // a thread that read an older value must not move it back.
-        ring.released_seen.fetch_max(released, Release);
+        if tail.wrapping_sub(released) <= ring.capacity {
+            // SYNC POINT (space-seen): pairs with the Acquire load of
+            // `released_seen` in `try_claim`, passing the zeroes acquired
+            // just above on to this process's other producing threads.
+            // `fetch_max`: a thread that read an older value must not move
+            // it back.
+            ring.released_seen.fetch_max(released, Release);
+        }
         released
     }
 

@@ -211,8 +211,9 @@ fn released_space_is_reused() {
 /// against a release cursor at least as new as that claim's, never call the
 /// ring corrupted; and the second claim may fit below the cursor the first
 /// one read, then write into the freed space without reading the cursor
-/// itself (`released_seen`). Single attempts keep the model free of spin
-/// loops, so it is explored in full.
+/// itself (`released_seen`): under loom every claim asserts that its space
+/// reads as zeroed, which fails if that copy does not carry the consumer's
+/// zeroes. Single attempts keep the model free of spin loops.
 #[test]
 fn claims_racing_a_release_see_a_consistent_cursor() {
     check(|| {
