@@ -89,6 +89,11 @@ pub struct DrainThread {
     producer: Producer,
     topic_handles: TopicHandles,
     rings: Vec<Option<Ring>>,
+    /// The slot the next drain pass starts at: the one after the ring at
+    /// which a full librdkafka queue cut the last pass short, so that no
+    /// ring is always first or last in line when the queue, not the rings,
+    /// is the bottleneck.
+    next_drain_slot: usize,
     /// What a replacement producer is built from.
     kafka: KafkaConfig,
     producer_options: ProducerOptions,
@@ -143,6 +148,7 @@ impl DrainThread {
             producer: Producer::new(&kafka, producer_options.clone())?,
             topic_handles: TopicHandles::new(),
             rings: Vec::new(),
+            next_drain_slot: 0,
             kafka,
             producer_options,
             recovery: Recovery::default(),

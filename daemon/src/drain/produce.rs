@@ -113,13 +113,19 @@ impl DrainThread {
             return 0;
         }
         let mut total = 0;
-        for slot in 0..self.rings.len() {
+        let slots = self.rings.len();
+        let first = self.next_drain_slot.min(slots.saturating_sub(1));
+        for slot in (first..slots).chain(0..first) {
             if !self.ring_caught_up(slot) {
                 continue;
             }
             match self.drain_ring(slot) {
                 Ok(n) => total += n,
                 Err(QueueFull) => {
+                    // The next pass begins with the ring after this one:
+                    // with the queue as the bottleneck, a pass may reach
+                    // only its first ring.
+                    self.next_drain_slot = (slot + 1) % slots;
                     self.serve_reports(super::INFLIGHT_POLL);
                     break;
                 }
