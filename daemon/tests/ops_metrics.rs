@@ -153,7 +153,9 @@ fn scraped_counters_match_what_was_sent_and_stored() {
     .expect("consume");
     assert_eq!(stored.len(), RECORDS, "the broker has what was sent");
 
+    let cpu_before = process_cpu_seconds(daemon.pid());
     let scrape = Scrape::get(port, "/metrics");
+    let cpu_after = process_cpu_seconds(daemon.pid());
     let me = [
         "client=\"ops-metrics-client\"".to_owned(),
         format!("uid=\"{}\"", nix::unistd::getuid()),
@@ -191,7 +193,13 @@ fn scraped_counters_match_what_was_sent_and_stored() {
     }
 
     // The daemon's own process.
-    assert!(scrape.value("process_cpu_seconds_total", &[]) > 0.0);
+    // The kernel's count for the daemon, read around the scrape (in clock
+    // ticks, so a daemon that has barely run may honestly report 0).
+    let cpu = scrape.value("process_cpu_seconds_total", &[]);
+    assert!(
+        cpu >= cpu_before - 1e-9 && cpu <= cpu_after + 1e-9,
+        "process_cpu_seconds_total {cpu} outside the kernel's {cpu_before}..={cpu_after}"
+    );
     assert!(scrape.value("process_resident_memory_bytes", &[]) > 1e6);
     assert!(scrape.value("process_open_fds", &[]) >= 3.0);
     assert!(scrape.value("process_max_fds", &[]) >= scrape.value("process_open_fds", &[]));
@@ -688,4 +696,12 @@ fn the_rule_checker_finds_what_promtool_would() {
     }
     let good = "# HELP d_seconds x\n# TYPE d_seconds histogram\nd_seconds_bucket{le=\"+Inf\",x=\"a,b\"} 1\nd_seconds_sum 1\nd_seconds_count 1\n";
     assert_eq!(naming_problems(good), Vec::<String>::new());
+}
+
+/// User plus system CPU of process `pid`, from `/proc/<pid>/stat`, in seconds.
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.stat())
+        .expect("daemon's stat");
+    (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64
 }
